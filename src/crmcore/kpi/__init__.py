@@ -1,0 +1,1 @@
+"""kpi — arrives with its own issue."""

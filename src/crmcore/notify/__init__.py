@@ -1,0 +1,1 @@
+"""notify — arrives with its own issue."""

@@ -1,0 +1,1 @@
+"""retention — arrives with its own issue."""

@@ -1,0 +1,1 @@
+"""routing — arrives with its own issue."""

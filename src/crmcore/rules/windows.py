@@ -1,0 +1,66 @@
+"""Activity windows over a client's event history, in Python.
+
+A window is ``(now - length - shift, now - shift]`` (SPEC §11): it includes ``now``,
+and consecutive windows split time without overlap. ``count``/``sum`` of an
+empty window are 0. Deposits and ``withdrawals.sum`` count completed operations,
+``withdrawals.failed`` failed withdrawals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from crmcore.rules.values import to_epoch, to_number
+
+# (source, metric) -> (event type, required status or None, field summed or None for a count)
+WINDOW_SPECS: dict[tuple[str, str], tuple[str, str | None, str | None]] = {
+    ("emails", "opens"): ("email_opened", None, None),
+    ("emails", "clicks"): ("email_clicked", None, None),
+    ("contacts", "count"): ("contact", None, None),
+    ("deposits", "count"): ("deposit", "completed", None),
+    ("deposits", "sum"): ("deposit", "completed", "amount"),
+    ("withdrawals", "sum"): ("withdrawal", "completed", "amount"),
+    ("withdrawals", "failed"): ("withdrawal", "failed", None),
+    ("trades", "count"): ("trade", None, None),
+    ("trades", "volume"): ("trade", None, "volume"),
+    ("trades", "pnl"): ("trade", None, "pnl"),
+    ("logins", "count"): ("login", None, None),
+}
+
+DEFAULT_STATUS = {"deposit": "completed"}
+
+WindowFn = Callable[[str, str, float, float, float], Any]
+"""``(source, metric, now, length, shift) -> value``: how compiled rules read activity."""
+
+
+def window_value(
+    events: Iterable[Mapping[str, Any]], source: str, metric: str, now: float, length: float, shift: float
+) -> int | float:
+    event_type, status, summed = WINDOW_SPECS[(source, metric)]
+    high = now - shift
+    low = high - length
+    total: int | float = 0
+    for event in events:
+        if event.get("type") != event_type:
+            continue
+        if status is not None and event.get("status", DEFAULT_STATUS.get(event_type)) != status:
+            continue
+        at = to_epoch(event.get("at"))
+        if at is None or not (low < at <= high):
+            continue
+        if summed is None:
+            total += 1
+        else:
+            total += to_number(event.get(summed)) or 0
+    return total
+
+
+def from_events(events: Iterable[Mapping[str, Any]] | None) -> WindowFn:
+    """A window function over a list of event records (rule tests, ``rules.evaluate``)."""
+    history = list(events or ())
+
+    def window(source: str, metric: str, now: float, length: float, shift: float) -> Any:
+        return window_value(history, source, metric, now, length, shift)
+
+    return window

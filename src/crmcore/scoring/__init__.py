@@ -1,0 +1,1 @@
+"""scoring — arrives with its own issue."""

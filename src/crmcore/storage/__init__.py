@@ -1,0 +1,1 @@
+"""storage — arrives with its own issue."""

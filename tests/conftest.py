@@ -1,0 +1,85 @@
+"""Shared test fixtures: database engines and Hypothesis profiles.
+
+``pg_engine`` needs a PostgreSQL server named by ``CRMCORE_TEST_PG_URL``;
+``./scripts/test`` starts a throwaway one and sets it. Without it, PostgreSQL
+tests skip locally and fail under CI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import StaticPool
+
+from crmcore import RuleSet, load_rules
+
+PG_URL_ENV = "CRMCORE_TEST_PG_URL"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if _in_ci() else "dev")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses ``pg_engine`` with ``postgres``."""
+    for item in items:
+        if "pg_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        if _in_ci():
+            pytest.fail(
+                f"{PG_URL_ENV} is not set but CI is: run the suite through ./scripts/test, "
+                "which starts a throwaway PostgreSQL server",
+                pytrace=False,
+            )
+        pytest.skip(
+            "PostgreSQL tests need CRMCORE_TEST_PG_URL; ./scripts/test starts a throwaway server"
+        )
+    engine = create_engine(url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine() -> Iterator[Engine]:
+    engine = create_engine(
+        "sqlite+pysqlite://",
+        poolclass=StaticPool,
+        connect_args={"check_same_thread": False},
+    )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def sql_engine(request: pytest.FixtureRequest) -> Engine:
+    """The same test once on SQLite and once on PostgreSQL."""
+    name = "pg_engine" if request.param == "postgresql" else "sqlite_engine"
+    engine: Engine = request.getfixturevalue(name)
+    return engine
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def spec_rules() -> RuleSet:
+    """The example rule set of SPEC §2, verbatim."""
+    return load_rules(DATA / "spec_rules.yaml")
