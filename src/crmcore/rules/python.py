@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmcore.rules import ast
+from crmcore.rules.diagnostics import EvaluationError
 from crmcore.rules.schema import CLIENT_DEFAULTS
 from crmcore.rules.types import Type
 from crmcore.rules.values import (
@@ -31,7 +32,16 @@ from crmcore.rules.values import (
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIMPLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|'[^'\\]*'|\"[^\"\\]*\"|None|True|False)$")
 
+def _now(value: Any) -> float:
+    if value is None:
+        raise EvaluationError("the rules use 'now' (days_since, windows, ...) but the context has no 'now'")
+    seconds = to_epoch(value)
+    assert seconds is not None
+    return seconds
+
+
 RUNTIME: dict[str, Any] = {
+    "_now": _now,
     "_to_epoch": to_epoch,
     "_Decimal": Decimal,
     "_infer_stage": infer_stage,
@@ -317,7 +327,7 @@ def build_function(
     """Compile ``def name(params): <head> <prologue> <body>`` with the generator's constants."""
     lines = [f"def {name}({params}):", *("    " + line for line in head)]
     if gen.uses_now:
-        lines.append("    if now is not None and now.__class__ is not float: now = _to_epoch(now)")
+        lines.append("    if now.__class__ is not float: now = _now(now)")
     lines.extend("    " + line for line in gen.prologue)
     lines.extend("    " + line for line in body)
     source = "\n".join(lines) + "\n"

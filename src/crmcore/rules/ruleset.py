@@ -223,6 +223,8 @@ class RuleSet:
             client = context["client"]
             window = from_events(context.get("events")) if self.uses_windows else None
             raw = self._evaluate(client, context.get("ib"), context.get("trading"), context.get("now"), window)
+        except EvaluationError:
+            raise
         except Exception as exc:
             raise self._failure(context, exc) from exc
         return Evaluation(self, raw)
@@ -288,7 +290,7 @@ def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., tuple[Any, ...]], bo
         for rule in score.rules:
             p = f"_p{len(point_vars)}"
             point_vars.append(p)
-            body.append(f"# {name}.{rule.name}: {rule.when.location}")
+            body.append(_comment(f"{name}.{rule.name}", rule.when))
             body.append(f"if {gen.test(rule.when.node)}:")
             body.append(f"    {p} = {gen.value(rule.points.node)}")
             if rule.points.node.type is None or rule.points.node.type.nullable:
@@ -308,7 +310,7 @@ def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., tuple[Any, ...]], bo
         score_vars.append(total)
         band_vars.append(band)
     for i, route in enumerate(rules.routing["registration"]):
-        body.append(f"# route {route.name}: {route.when.location}")
+        body.append(_comment(f"route {route.name}", route.when))
         body.append(f"{'if' if i == 0 else 'elif'} {gen.test(route.when.node)}:")
         body.append(f"    _route = {i}")
         body.append(f"    _route_agent = {gen.value(route.agent.node) if route.agent else None}")
@@ -321,12 +323,17 @@ def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., tuple[Any, ...]], bo
         body.append("_route_agent = None")
     body.append("_held = []")
     for i, trigger in enumerate(rules.condition_triggers):
-        body.append(f"# trigger {trigger.name}: {trigger.when.location}")
+        body.append(_comment(f"trigger {trigger.name}", trigger.when))
         body.append(f"if {gen.test(trigger.when.node)}: _held.append({i})")
     body.append(f"return ({_tuple(score_vars)}, {_tuple(band_vars)}, {_tuple(point_vars)}, _route, _route_agent, _held)")
     function = build_function("_evaluate", "client, ib, trading, now, window", body, gen, "evaluate")
     uses_windows = any(isinstance(n, ast.Window) for e in rules.exprs.values() for n in e.node.walk())
     return function, uses_windows, gen.uses_now
+
+
+def _comment(what: str, expr: Expr) -> str:
+    """A source comment naming the rule; whatever a file path holds, it stays one comment line."""
+    return "# " + repr(f"{what}: {expr.location}")
 
 
 def _tuple(names: list[str]) -> str:

@@ -1,0 +1,182 @@
+"""`rules.evaluate`: pure evaluation of a rule set against one client context (SPEC §1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import pytest
+
+import crmcore
+from crmcore.rules.diagnostics import EvaluationError
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def spec_case() -> dict[str, Any]:
+    """The rule-test case of SPEC §9."""
+    return {
+        "client": {
+            "country": "DE",
+            "language": "de",
+            "registered_at": datetime(2026, 3, 1, 10, tzinfo=UTC),
+            "kyc_submitted_at": datetime(2026, 3, 1, 11, tzinfo=UTC),
+            "email_clicks": 2,
+        },
+        "ib": {"id": "IB1", "quality": 90},
+        "now": NOW,
+    }
+
+
+def test_spec_example_scores_bands_and_route(spec_rules: crmcore.RuleSet) -> None:
+    ev = spec_rules.evaluate(spec_case())
+    assert ev.scores["lead"] == 60
+    assert ev.bands["lead"] == "warm"
+    assert ev.breakdown["lead"] == {"tier1_country": 20, "fast_kyc": 15, "ib_quality": 18, "engaged": 7}
+    assert ev.route is not None
+    assert (ev.route.rule, ev.route.desk, ev.route.strategy, ev.route.agent) == ("dach", "sales-general", "round_robin", None)
+    assert ev.triggers == []
+
+
+def test_route_with_an_agent_expression_gives_the_agent(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["client"]["manager_id"] = "a3"
+    ev = spec_rules.evaluate(case)
+    assert ev.route is not None and (ev.route.rule, ev.route.agent, ev.route.desk) == ("designated_manager", "a3", None)
+
+
+def test_hot_band_routes_to_the_senior_desk(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["ib"] = {"id": "IB1", "quality": 250}  # 20 + 15 + 50 + 7 = 92
+    ev = spec_rules.evaluate(case)
+    assert ev.bands["lead"] == "hot"
+    assert ev.route is not None and ev.route.rule == "hot"
+
+
+def test_below_every_threshold_is_the_last_band() -> None:
+    rules = crmcore.loads(
+        "scores:\n  s:\n    rules: [{name: neg, when: true, points: -5}]\n    bands: {hi: 10, lo: 0}\n"
+    )
+    assert rules.evaluate({"client": {}}).bands["s"] == "lo"
+
+
+def test_null_points_count_zero_and_unheld_rules_are_left_out(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["ib"] = {"id": "IB1", "quality": None}
+    case["client"]["kyc_submitted_at"] = None
+    ev = spec_rules.evaluate(case)
+    assert ev.breakdown["lead"] == {"tier1_country": 20, "ib_quality": 0, "engaged": 7}
+    assert ev.scores["lead"] == 27
+
+
+@pytest.mark.parametrize(
+    "now",
+    [NOW, NOW.timestamp(), int(NOW.timestamp()), "2026-03-01T12:00:00Z", NOW.replace(tzinfo=None)],
+    ids=["aware", "epoch-float", "epoch-int", "iso-text", "naive-utc"],
+)
+def test_timestamps_may_be_datetimes_epoch_seconds_or_iso_text(spec_rules: crmcore.RuleSet, now: Any) -> None:
+    case = spec_case()
+    case["now"] = now
+    case["client"]["registered_at"] = NOW.timestamp() - 48 * 3600
+    case["client"]["kyc_submitted_at"] = None
+    case["client"]["stage"] = "registered"
+    assert spec_rules.evaluate(case).triggers == ["kyc_nudge"]
+
+
+def test_decimal_amounts_mix_with_rule_numbers(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["ib"] = {"id": "IB1", "quality": Decimal("90")}
+    case["client"].update(stage="funded", balance=Decimal("100.01"), last_trade_at=NOW - timedelta(days=31))
+    ev = spec_rules.evaluate(case)
+    assert ev.scores["lead"] == 60
+    assert ev.triggers == ["dormant_30d"]
+
+
+def test_stage_is_inferred_from_timestamps_when_missing(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["client"].update(ftd_at=NOW - timedelta(days=60), balance=500, last_trade_at=NOW - timedelta(days=30))
+    assert spec_rules.evaluate(case).triggers == ["dormant_30d"]
+
+
+def test_any_mapping_is_read_without_copying(spec_rules: crmcore.RuleSet) -> None:
+    class Record(dict[str, Any]):
+        reads: ClassVar[list[str]] = []
+
+        def get(self, key: str, default: Any = None) -> Any:
+            self.reads.append(key)
+            return super().get(key, default)
+
+    case = spec_case()
+    case["client"] = Record(case["client"])
+    assert spec_rules.evaluate(case).scores["lead"] == 60
+    assert "country" in Record.reads
+
+
+def test_activity_windows_read_the_context_events() -> None:
+    rules = crmcore.loads(
+        "triggers:\n"
+        "  - {name: fewer_deposits, when: 'deposits.count(30d) < deposits.count(30d, 30d)', queue: q}\n"
+        "  - {name: big_month, when: 'deposits.sum(30d) >= 1000', queue: q}\n"
+    )
+    events = [
+        {"type": "deposit", "amount": 600, "at": NOW - timedelta(days=40)},
+        {"type": "deposit", "amount": 700, "at": NOW - timedelta(days=45)},
+        {"type": "deposit", "amount": 1000, "at": NOW, "status": "completed"},
+        {"type": "deposit", "amount": 5000, "at": NOW - timedelta(days=1), "status": "failed"},
+    ]
+    ev = rules.evaluate({"client": {}, "now": NOW, "events": events})
+    assert ev.triggers == ["fewer_deposits", "big_month"]
+
+
+def test_a_missing_required_field_is_named(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    del case["client"]["registered_at"]
+    case["client"]["stage"] = "registered"
+    with pytest.raises(EvaluationError, match=r"client.registered_at is required \(timestamp\) but missing"):
+        spec_rules.evaluate(case)
+
+
+def test_a_field_of_the_wrong_type_is_named(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["client"]["registered_at"] = "last tuesday"
+    with pytest.raises(EvaluationError, match=r"client\.registered_at is not an ISO 8601 timestamp"):
+        spec_rules.evaluate(case)
+
+
+def test_missing_now_is_named(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    del case["now"]
+    with pytest.raises(EvaluationError, match="no 'now'"):
+        spec_rules.evaluate(case)
+
+
+def test_evaluate_many_equals_evaluate(spec_rules: crmcore.RuleSet) -> None:
+    cases = [spec_case() for _ in range(3)]
+    cases[1]["client"]["country"] = "FR"
+    many = spec_rules.evaluate_many(cases)
+    assert [e.as_dict() for e in many] == [spec_rules.evaluate(c).as_dict() for c in cases]
+
+
+def test_schema_defaults_apply_to_missing_fields() -> None:
+    rules = crmcore.loads(
+        "schema:\n  client:\n    vip: {type: bool, default: false}\n    tier: int?\n"
+        "scores:\n  s:\n    rules:\n      - {name: vip, when: client.vip, points: 10}\n      - {name: tier, when: 'client.tier == null', points: 1}\n"
+    )
+    assert rules.evaluate({"client": {}}).scores["s"] == 1
+    assert rules.evaluate({"client": {"vip": True, "tier": 2}}).scores["s"] == 10
+
+
+def test_scores_may_build_on_other_scores() -> None:
+    rules = crmcore.loads(
+        "scores:\n"
+        "  total:\n    rules: [{name: from_lead, when: 'band.lead == \"hot\"', points: 'score.lead * 2'}]\n"
+        "  lead:\n    rules: [{name: base, when: true, points: 80}]\n    bands: {hot: 70, cold: 0}\n"
+    )
+    ev = rules.evaluate({"client": {}})
+    assert ev.scores == {"lead": 80, "total": 160}
+
+
+def test_generated_code_carries_rule_locations(spec_rules: crmcore.RuleSet) -> None:
+    source = spec_rules._evaluate.__crmcore_source__  # type: ignore[attr-defined]
+    assert "spec_rules.yaml:36:" in source
