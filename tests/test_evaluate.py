@@ -180,3 +180,9 @@ def test_scores_may_build_on_other_scores() -> None:
 def test_generated_code_carries_rule_locations(spec_rules: crmcore.RuleSet) -> None:
     source = spec_rules._evaluate.__crmcore_source__  # type: ignore[attr-defined]
     assert "spec_rules.yaml:36:" in source
+
+
+def test_a_default_fills_a_null_as_well_as_a_missing_key(spec_rules: crmcore.RuleSet) -> None:
+    case = spec_case()
+    case["client"]["email_clicks"] = None  # default 0: the `engaged` rule does not hold
+    assert spec_rules.evaluate(case).scores["lead"] == 53

@@ -51,7 +51,7 @@ def normalise(value: Any, type_: Type | None) -> Any:
         return value
     if type_.base == "timestamp":
         return to_epoch(value)
-    if type_.base in ("int", "number"):
+    if type_.base == "number":
         return to_number(value)
     if type_.base == "list":
         return tuple(value)
@@ -68,7 +68,9 @@ def read_name(scope: Scope, node: ast.Name) -> Any:
         if name == "stage":
             stage = scope.client.get("stage")
             return stage if stage is not None else infer_stage(scope.client)
-        value = scope.client.get(name, scope.defaults.get(name))
+        value = scope.client.get(name)
+        if value is None:  # a default fills a missing key and a null alike
+            value = scope.defaults.get(name)
     elif root == "ib":
         value = None if scope.ib is None else scope.ib.get(name)
     elif root == "trading":

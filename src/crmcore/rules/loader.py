@@ -163,6 +163,9 @@ class _Builder:
         self.parts = parts
         self.problems = problems
         self.first_seen: dict[tuple[str, str], tuple[YamlDocument, YPath]] = {}
+        # one load often repeats an expression (`points: 20`): parse and check each text once per Env
+        self.parsed: dict[str, ast.Node] = {}
+        self.checked: dict[tuple[str, int], ast.Node] = {}
 
     # ---- merge --------------------------------------------------------------------------------
 
@@ -263,13 +266,20 @@ class _Builder:
 
     def _expr(self, doc: YamlDocument, path: YPath, text: str, env: Env, role: str = "value") -> Expr | None:
         origin = doc.origin(path, text)
-        try:
-            node = parse(text, origin)
-        except RuleError as err:
-            self.problems.extend(err.diagnostics)
-            return None
+        node = self.parsed.get(text)
+        if node is None:
+            try:
+                node = parse(text, origin)
+            except RuleError as err:
+                self.problems.extend(err.diagnostics)
+                return None
+            self.parsed[text] = node
         before = len(self.problems.diagnostics)
-        typed = check(node, env, origin, self.problems)
+        typed = self.checked.get((text, id(env)))
+        if typed is None:
+            typed = check(node, env, origin, self.problems)
+            if len(self.problems.diagnostics) == before:
+                self.checked[(text, id(env))] = typed
         if role == "condition":
             as_condition(typed, origin, self.problems)
         elif role == "number":
@@ -328,6 +338,7 @@ class _Builder:
                 self.problems.add(doc.diagnostic(Code.STRUCTURE, f"bands of '{score}' must go from the highest threshold down: '{band}' ({threshold}) is not below the band before it", (*path, "bands", band)))
 
     def _check_routing(self, document: RuleFile, env: Env, exprs: dict[tuple[str, ...], Expr]) -> None:
+        agent_env = env.with_agent()
         for stage in ("registration", "ftd"):
             for rule in getattr(document.routing, stage):
                 doc, path = self.where[("route", stage, rule.name)]
@@ -346,16 +357,15 @@ class _Builder:
                     if assign.strategy is not None or assign.require is not None:
                         self.problems.add(doc.diagnostic(Code.STRUCTURE, "'strategy' and 'require' go with 'desk', not with 'agent'", (*path, "assign")))
                 if assign.require is not None:
-                    require = self._expr(doc, (*path, "assign", "require"), assign.require, env.with_agent(), "condition")
+                    require = self._expr(doc, (*path, "assign", "require"), assign.require, agent_env, "condition")
                     if require is not None:
                         exprs[("route", stage, rule.name, "require")] = require
 
     def _check_triggers(self, document: RuleFile, env: Env, exprs: dict[tuple[str, ...], Expr]) -> None:
+        event_envs = {event: env.with_event(event, fields) for event, fields in EVENT_FIELDS.items()}
         for trigger in document.triggers:
             doc, path = self.where[("trigger", trigger.name)]
-            trigger_env = env
-            if trigger.on is not None:
-                trigger_env = env.with_event(trigger.on, EVENT_FIELDS[trigger.on])
+            trigger_env = env if trigger.on is None else event_envs[trigger.on]
             when = self._expr(doc, (*path, "when"), trigger.when, trigger_env, "condition")
             if when is not None:
                 exprs[("trigger", trigger.name, "when")] = when

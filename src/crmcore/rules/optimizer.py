@@ -28,7 +28,8 @@ def fold(node: ast.Node) -> ast.Node:
         return node
     if is_constant(node) and not isinstance(node, ast.ListLit):
         value = evaluate(node, _EMPTY)
-        if value is None or isinstance(value, bool | int | float | str):
+        # a null result is not folded: `x == 1 / 0` must not become the null test `x == null`
+        if isinstance(value, bool | int | float | str):
             return ast.Literal(value, span=node.span, type=node.type)
     changes: dict[str, Any] = {}
     for f in fields(node):

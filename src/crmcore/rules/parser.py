@@ -53,7 +53,7 @@ _READABLE = {
 @cache
 def _lark() -> Lark:
     grammar = resources.files("crmcore.rules").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
 
 
 class ParseProblem(Exception):

@@ -11,8 +11,10 @@ its origin, so a traceback points at the rule it came from.
 from __future__ import annotations
 
 import re
+from ast import literal_eval
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,17 +34,34 @@ from crmcore.rules.values import (
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIMPLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|'[^'\\]*'|\"[^\"\\]*\"|None|True|False)$")
 
-def _now(value: Any) -> float:
-    if value is None:
-        raise EvaluationError("the rules use 'now' (days_since, windows, ...) but the context has no 'now'")
-    seconds = to_epoch(value)
-    assert seconds is not None
-    return seconds
+class _NowCache:
+    """The last ``now`` converted: a batch usually shares one ``now`` object (a scan, a backtest).
+
+    One pair swapped atomically, so concurrent callers only ever miss, never mix values.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[Any, float] = (None, 0.0)
+
+    def __call__(self, value: Any) -> float:
+        if value is None:
+            raise EvaluationError("the rules use 'now' (days_since, windows, ...) but the context has no 'now'")
+        last = self.last
+        if value is last[0]:
+            return last[1]
+        seconds = to_epoch(value)
+        assert seconds is not None
+        self.last = (value, seconds)
+        return seconds
 
 
 RUNTIME: dict[str, Any] = {
-    "_now": _now,
+    "_now": None,  # a _NowCache per generated function (see build_function)
+    "_EvaluationError": EvaluationError,
     "_to_epoch": to_epoch,
+    "_datetime": datetime,
     "_Decimal": Decimal,
     "_infer_stage": infer_stage,
     "_lower": ascii_lower,
@@ -131,7 +150,10 @@ class CodeGen:
             if name == "stage":
                 return [f"{var} = {record}.get('stage')", f"if {var} is None: {var} = _infer_stage({record})"]
             default = self.reads.defaults.get(name)
-            fetch = f"{record}.get({name!r})" if default is None else f"{record}.get({name!r}, {self._literal(default)})"
+            if default is not None:  # a default fills a missing key and a null alike
+                fetch = f"{record}.get({name!r})"
+                return [f"{var} = {fetch}", f"if {var} is None: {var} = {self._literal(default)}", *self._normalise(var, node.type)]
+            fetch = f"{record}.get({name!r})"
         elif root == "trading":
             otherwise = f"{roots['client']}.get('balance', 0)" if name == "balance" else "None"
             fetch = f"({record}.get({name!r}) if {record} is not None else {otherwise})"
@@ -145,9 +167,12 @@ class CodeGen:
     def _normalise(var: str, type_: Type | None) -> list[str]:
         if type_ is None:
             return []
-        if type_.base == "timestamp":
-            return [f"if {var} is not None and {var}.__class__ is not float: {var} = _to_epoch({var})"]
-        if type_.base in ("int", "number"):
+        if type_.base == "timestamp":  # the common case (an aware datetime) without a call
+            return [
+                f"if {var}.__class__ is _datetime and {var}.tzinfo is not None: {var} = {var}.timestamp()",
+                f"elif {var} is not None and {var}.__class__ is not float: {var} = _to_epoch({var})",
+            ]
+        if type_.base == "number":
             return [f"if {var}.__class__ is _Decimal: {var} = float({var})"]
         if type_.base == "list":
             return [f"if {var} is not None and {var}.__class__ is not tuple: {var} = tuple({var})"]
@@ -200,7 +225,7 @@ class CodeGen:
         if not _nullable(node.operand):
             return f"(-{code})"
         first, again = self.hold(code)
-        return f"(None if {first} is None else -{again})"
+        return f"(None if {_is_none(first)} else -{again})"
 
     def gen_Not(self, node: ast.Not) -> str:
         return f"(not {self.test(node.operand)})"
@@ -215,7 +240,7 @@ class CodeGen:
             code = self.value(operand)
             if _nullable(operand):
                 first, again = self.hold(code)
-                checks.append(f"{first} is None")
+                checks.append(_is_none(first))
                 agains.append(again)
             else:
                 agains.append(code)
@@ -239,19 +264,23 @@ class CodeGen:
         op, left, right = node.op, node.left, node.right
         if op in ("==", "!=") and (_is_null(left) or _is_null(right)):
             other = right if _is_null(left) else left
-            return f"({self.value(other)} {'is' if op == '==' else 'is not'} None)"
+            code = self.value(other)
+            constant = _literal(code)
+            if constant is not _NOT_LITERAL:  # decided now (and no `<literal> is None` for Python to warn about)
+                return repr((constant is None) == (op == "=="))
+            return f"({code} {'is' if op == '==' else 'is not'} None)"
         if op == "in" and isinstance(right, ast.ListLit | ast.Name) and self._constant_list(right) is not None:
             return f"({self.value(left)} in {self._constant_set(right)})"
         if op == "not in" and self._constant_list(right) is not None:
             first, again = self.hold(self.value(left))
-            return f"({first} is not None and {again} not in {self._constant_set(right)})"
+            return f"({_is_none(first, negate=True)} and {again} not in {self._constant_set(right)})"
         if op == "matches":
             assert isinstance(right, ast.Literal) and isinstance(right.value, str)
             search = self.constant(re.compile(right.value, re.ASCII).search, "_R")
             first, again = self.hold(self.value(left))
             if not _nullable(left):
                 return f"({search}({first}) is not None)"
-            return f"({first} is not None and {search}({again}) is not None)"
+            return f"({_is_none(first, negate=True)} and {search}({again}) is not None)"
         python_op = {"in": "in", "not in": "not in"}.get(op, op)
         if op == "==" and not (_nullable(left) and _nullable(right)):
             return f"({self.value(left)} == {self.value(right)})"  # None == value is already False
@@ -260,7 +289,7 @@ class CodeGen:
             code = self.value(side)
             if _nullable(side):
                 first, again = self.hold(code)
-                checks.append(f"{first} is not None")
+                checks.append(_is_none(first, negate=True))
                 values.append(again)
             else:
                 values.append(code)
@@ -306,11 +335,41 @@ class CodeGen:
         return self._null_guarded(args, builders[func])
 
     def _coalesce(self, args: list[ast.Node]) -> str:
-        code = self.value(args[-1])
-        for arg in reversed(args[:-1]):
-            first, again = self.hold(self.value(arg))
-            code = f"({again} if {first} is not None else {code})"
+        codes: list[str] = []
+        for arg in args:
+            code = self.value(arg)
+            constant = _literal(code)
+            if constant is None:
+                continue  # a null argument never wins
+            codes.append(code)
+            if constant is not _NOT_LITERAL:
+                break  # nothing after a constant is ever reached
+        if not codes:
+            return "None"
+        code = codes[-1]
+        for earlier in reversed(codes[:-1]):
+            first, again = self.hold(earlier)
+            code = f"({again} if {_is_none(first, negate=True)} else {code})"
         return code
+
+
+_NOT_LITERAL = object()
+
+
+def _literal(code: str) -> Any:
+    """The value of generated code that is a plain literal, else ``_NOT_LITERAL``."""
+    try:
+        return literal_eval(code)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+
+
+def _is_none(code: str, negate: bool = False) -> str:
+    """``code is None`` (or ``is not None``), decided now when the code is a literal."""
+    constant = _literal(code)
+    if constant is not _NOT_LITERAL:
+        return repr((constant is None) != negate)
+    return f"{code} is not None" if negate else f"{code} is None"
 
 
 def _nullable(node: ast.Node) -> bool:
@@ -322,16 +381,38 @@ def _is_null(node: ast.Node) -> bool:
 
 
 def build_function(
-    name: str, params: str, body: list[str], gen: CodeGen, origin: str, head: Iterable[str] = ()
+    name: str,
+    params: str,
+    body: list[str],
+    gen: CodeGen,
+    origin: str,
+    head: Iterable[str] = (),
+    on_error: str | None = None,
 ) -> Callable[..., Any]:
-    """Compile ``def name(params): <head> <prologue> <body>`` with the generator's constants."""
-    lines = [f"def {name}({params}):", *("    " + line for line in head)]
+    """Compile ``def name(params): <head> <prologue> <body>`` with the generator's constants.
+
+    With ``on_error`` (an expression over ``exc``), any exception but an EvaluationError is
+    replaced by that expression's value, raised ``from exc``.
+    """
+    inner = [*head]
     if gen.uses_now:
-        lines.append("    if now.__class__ is not float: now = _now(now)")
-    lines.extend("    " + line for line in gen.prologue)
-    lines.extend("    " + line for line in body)
+        inner.append("if now.__class__ is not float: now = _now(now)")
+    inner.extend(gen.prologue)
+    inner.extend(body)
+    if on_error is None:
+        lines = [f"def {name}({params}):", *("    " + line for line in inner)]
+    else:
+        lines = [
+            f"def {name}({params}):",
+            "    try:",
+            *("        " + line for line in inner),
+            "    except _EvaluationError:",
+            "        raise",
+            "    except Exception as exc:",
+            f"        raise {on_error} from exc",
+        ]
     source = "\n".join(lines) + "\n"
-    namespace: dict[str, Any] = {**RUNTIME, **gen.constants}
+    namespace: dict[str, Any] = {**RUNTIME, **gen.constants, "_now": _NowCache()}
     exec(compile(source, f"<crmcore rules: {origin}>", "exec"), namespace)
     function: Callable[..., Any] = namespace[name]
     function.__crmcore_source__ = source  # type: ignore[attr-defined]

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from crmcore.rules import ast
 from crmcore.rules.diagnostics import Diagnostic, EvaluationError, Origin
@@ -28,6 +29,7 @@ class Expr:
     node: ast.Node
     origin: Origin
     _compiled: list[Callable[[Scope], Any]] = field(default_factory=list, repr=False)
+    _context: list[tuple[Mapping[str, tuple[Any, ...]], Mapping[str, Any]]] = field(default_factory=list, repr=False)
 
     @property
     def location(self) -> str:
@@ -35,11 +37,14 @@ class Expr:
         return f"{self.origin.source.path}:{line}:{column}"
 
     def bind(self, lists: Mapping[str, tuple[Any, ...]], defaults: Mapping[str, Any]) -> None:
-        if not self._compiled:
-            self._compiled.append(compile_expression(self.node, lists, defaults, self.location))
+        """Give the expression what compiling it needs; it is compiled on first use."""
+        self._context.append((lists, defaults))
 
     def __call__(self, scope: Scope) -> Any:
         """The expression's value in ``scope`` (compiled Python)."""
+        if not self._compiled:  # racing threads may both compile: the results are the same
+            lists, defaults = self._context[0]
+            self._compiled.append(compile_expression(self.node, lists, defaults, self.location))
         return self._compiled[0](scope)
 
 
@@ -87,8 +92,7 @@ class Trigger:
     cooldown: float | None  # seconds
 
 
-@dataclass(frozen=True)
-class RouteTarget:
+class RouteTarget(NamedTuple):
     """The registration rule that matched, and what it assigns to (no agent is picked)."""
 
     rule: str
@@ -97,45 +101,32 @@ class RouteTarget:
     agent: str | None
 
 
-class Evaluation:
-    """The outcome of ``rules.evaluate``: scores, bands, breakdowns, route and triggers."""
+class Evaluation(tuple):  # type: ignore[type-arg]
+    """The outcome of ``rules.evaluate``: scores, bands, breakdowns, route and triggers.
 
-    __slots__ = ("_raw", "_rules")
+    A tuple underneath, built by the generated code in one step: reading a field costs
+    no more than indexing.
+    """
 
-    def __init__(self, rules: RuleSet, raw: tuple[Any, ...]):
-        self._rules = rules
-        self._raw = raw
+    __slots__ = ()
 
-    @property
-    def scores(self) -> dict[str, float]:
-        return dict(zip(self._rules.score_order, self._raw[0], strict=True))
-
-    @property
-    def bands(self) -> dict[str, str | None]:
-        return dict(zip(self._rules.score_order, self._raw[1], strict=True))
+    scores: dict[str, float] = property(itemgetter(0))  # type: ignore[assignment]
+    bands: dict[str, str | None] = property(itemgetter(1))  # type: ignore[assignment]
+    route: RouteTarget | None = property(itemgetter(3))  # type: ignore[assignment]
+    """The first registration rule that matched, with its target (no agent is picked)."""
+    triggers: list[str] = property(itemgetter(4))  # type: ignore[assignment]
+    """Names of the condition triggers (no ``on:``) that hold."""
 
     @property
     def breakdown(self) -> dict[str, dict[str, float]]:
-        """Per score, the points of each rule whose condition held."""
-        result: dict[str, dict[str, float]] = {name: {} for name in self._rules.score_order}
-        for (score, rule), points in zip(self._rules.point_names, self._raw[2], strict=True):
+        """Per score, the points of each rule whose condition held (recomputed on request:
+        evaluation is pure, so it gives what the scores were made of)."""
+        rules: RuleSet = self[5]
+        result: dict[str, dict[str, float]] = {score: {} for score in self.scores}
+        for (score, rule), points in zip(rules.point_names, rules._breakdown(self[2]), strict=True):
             if points is not None:
                 result[score][rule] = points
         return result
-
-    @property
-    def route(self) -> RouteTarget | None:
-        index, agent = self._raw[3], self._raw[4]
-        if index < 0:
-            return None
-        rule = self._rules.routing["registration"][index]
-        return RouteTarget(rule.name, rule.desk, rule.strategy, agent)
-
-    @property
-    def triggers(self) -> list[str]:
-        """Names of the condition triggers (no ``on:``) that hold."""
-        condition = self._rules.condition_triggers
-        return [condition[i].name for i in self._raw[5]]
 
     def as_dict(self) -> dict[str, Any]:
         route = self.route
@@ -143,7 +134,7 @@ class Evaluation:
             "scores": self.scores,
             "bands": self.bands,
             "breakdown": self.breakdown,
-            "route": None if route is None else {"rule": route.rule, "desk": route.desk, "strategy": route.strategy, "agent": route.agent},
+            "route": None if route is None else route._asdict(),
             "triggers": self.triggers,
         }
 
@@ -207,7 +198,8 @@ class RuleSet:
         self.condition_triggers = tuple(t for t in self.triggers if t.on is None)
         self.targets = tuple(document.targets)
         self.point_names = tuple((name, rule.name) for name in score_order for rule in self.scores[name].rules)
-        self._evaluate, self.uses_windows, self.uses_now = _fused_evaluator(self)
+        self._evaluate, self._breakdown, self.uses_windows, self.uses_now = _fused_evaluator(self)
+        self.evaluate = self._evaluate  # type: ignore[method-assign]  # the generated function itself: no extra call
 
     def __repr__(self) -> str:
         return f"RuleSet(version={self.version[:12]}, scores={list(self.scores)}, routes={len(self.routing['registration'])}, triggers={len(self.triggers)})"
@@ -219,15 +211,7 @@ class RuleSet:
         ``context``: ``client`` (any mapping), optional ``ib``, ``trading``, ``events``
         (history for activity windows) and ``now`` (aware datetime or epoch seconds).
         """
-        try:
-            client = context["client"]
-            window = from_events(context.get("events")) if self.uses_windows else None
-            raw = self._evaluate(client, context.get("ib"), context.get("trading"), context.get("now"), window)
-        except EvaluationError:
-            raise
-        except Exception as exc:
-            raise self._failure(context, exc) from exc
-        return Evaluation(self, raw)
+        return self._evaluate(context)  # type: ignore[no-any-return]
 
     def evaluate_many(self, contexts: Iterable[Mapping[str, Any]]) -> list[Evaluation]:
         evaluate = self.evaluate
@@ -255,7 +239,9 @@ def _field_problem(context: Mapping[str, Any], node: ast.Name, defaults: Mapping
         return None
     if name == "stage" and root == "client":
         return None
-    value = record.get(name, defaults.get(name) if root == "client" else None)
+    value = record.get(name)
+    if value is None and root == "client":
+        value = defaults.get(name)
     if value is None:
         return None if node.type.nullable or root != "client" else f"{node.dotted} is required ({node.type}) but missing"
     expected = {
@@ -276,8 +262,16 @@ def _field_problem(context: Mapping[str, Any], node: ast.Name, defaults: Mapping
     return None
 
 
-def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., tuple[Any, ...]], bool, bool]:
-    """Generate one function computing every score, band, the route and the condition triggers."""
+def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., Any], Callable[..., Any], bool, bool]:
+    """Generate the hot path (scores, bands, route, condition triggers) and, separately, the
+    per-rule points that ``Evaluation.breakdown`` recomputes only when asked."""
+    uses_windows = any(isinstance(n, ast.Window) for e in rules.exprs.values() for n in e.node.walk())
+    evaluate, uses_now = _generate(rules, uses_windows, breakdown=False)
+    breakdown, _ = _generate(rules, uses_windows, breakdown=True)
+    return evaluate, breakdown, uses_windows, uses_now
+
+
+def _generate(rules: RuleSet, uses_windows: bool, breakdown: bool) -> tuple[Callable[..., Any], bool]:
     reads = Reads({"client": "client", "ib": "ib", "trading": "trading"}, {}, {}, rules.defaults)
     gen = CodeGen(reads, rules.lists)
     body: list[str] = []
@@ -287,18 +281,23 @@ def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., tuple[Any, ...]], bo
     for i, name in enumerate(rules.score_order):
         score = rules.scores[name]
         total, band = f"_score{i}", f"_band{i}"
+        body.append(f"{total} = 0")
         for rule in score.rules:
-            p = f"_p{len(point_vars)}"
-            point_vars.append(p)
             body.append(_comment(f"{name}.{rule.name}", rule.when))
             body.append(f"if {gen.test(rule.when.node)}:")
-            body.append(f"    {p} = {gen.value(rule.points.node)}")
-            if rule.points.node.type is None or rule.points.node.type.nullable:
-                body.append(f"    if {p} is None: {p} = 0")
-            body.append("else:")
-            body.append(f"    {p} = None")
-        held = [p for p in point_vars[len(point_vars) - len(score.rules):]]
-        body.append(f"{total} = " + (" + ".join(f"(0 if {p} is None else {p})" for p in held) or "0"))
+            points = gen.value(rule.points.node)
+            nullable = rule.points.node.type is None or rule.points.node.type.nullable
+            if breakdown:
+                p = f"_p{len(point_vars)}"
+                point_vars.append(p)
+                body.append(f"    {p} = {points}")
+                if nullable:
+                    body.append(f"    if {p} is None: {p} = 0")
+                body.extend([f"    {total} += {p}", "else:", f"    {p} = None"])
+            elif nullable:
+                body.extend([f"    _points = {points}", f"    if _points is not None: {total} += _points"])
+            else:
+                body.append(f"    {total} += {points}")
         chain = "None"
         if score.bands:
             chain = repr(score.bands[-1][0])
@@ -309,26 +308,47 @@ def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., tuple[Any, ...]], bo
         reads.band_locals[name] = band  # type: ignore[index]
         score_vars.append(total)
         band_vars.append(band)
+    if breakdown:
+        body.append(f"return {_tuple(point_vars)}")
+    else:
+        _route_and_triggers(rules, gen, body)
+        scores = "{" + ", ".join(f"{n!r}: {v}" for n, v in zip(rules.score_order, score_vars, strict=True)) + "}"
+        bands = "{" + ", ".join(f"{n!r}: {v}" for n, v in zip(rules.score_order, band_vars, strict=True)) + "}"
+        body.append(f"return _new(_Evaluation, ({scores}, {bands}, context, _route, _held, _RULES))")
+    gen.constants.update(
+        _RouteTarget=RouteTarget, _Evaluation=Evaluation, _new=tuple.__new__, _RULES=rules,
+        _failure=rules._failure, _from_events=from_events,
+    )
+    head = ["client = context['client']"]
+    roots = {parts[0] for parts in gen.names}
+    head += [f"{root} = context.get({root!r})" for root in ("ib", "trading") if root in roots]
+    if gen.uses_now:
+        head.append("now = context.get('now')")
+    if uses_windows:
+        head.append("window = _from_events(context.get('events'))")
+    name = "_breakdown" if breakdown else "_evaluate"
+    function = build_function(name, "context", body, gen, name.strip("_"), head, on_error="_failure(context, exc)")
+    return function, gen.uses_now
+
+
+def _route_and_triggers(rules: RuleSet, gen: CodeGen, body: list[str]) -> None:
+    """The first matching registration route (an if/elif chain) and the condition triggers."""
+    body.append("_route = None")
     for i, route in enumerate(rules.routing["registration"]):
         body.append(_comment(f"route {route.name}", route.when))
-        body.append(f"{'if' if i == 0 else 'elif'} {gen.test(route.when.node)}:")
-        body.append(f"    _route = {i}")
-        body.append(f"    _route_agent = {gen.value(route.agent.node) if route.agent else None}")
-    if rules.routing["registration"]:
-        body.append("else:")
-        body.append("    _route = -1")
-        body.append("    _route_agent = None")
-    else:
-        body.append("_route = -1")
-        body.append("_route_agent = None")
+        test = gen.test(route.when.node)
+        body.append(f"{'if' if i == 0 else 'elif'} {test}:" if test != "True" else ("else:" if i else "if True:"))
+        if route.agent is None:
+            target = gen.constant(RouteTarget(route.name, route.desk, route.strategy, None), "_T")
+        else:
+            target = f"_RouteTarget({route.name!r}, None, None, {gen.value(route.agent.node)})"
+        body.append(f"    _route = {target}")
+        if test == "True":
+            break
     body.append("_held = []")
-    for i, trigger in enumerate(rules.condition_triggers):
+    for trigger in rules.condition_triggers:
         body.append(_comment(f"trigger {trigger.name}", trigger.when))
-        body.append(f"if {gen.test(trigger.when.node)}: _held.append({i})")
-    body.append(f"return ({_tuple(score_vars)}, {_tuple(band_vars)}, {_tuple(point_vars)}, _route, _route_agent, _held)")
-    function = build_function("_evaluate", "client, ib, trading, now, window", body, gen, "evaluate")
-    uses_windows = any(isinstance(n, ast.Window) for e in rules.exprs.values() for n in e.node.walk())
-    return function, uses_windows, gen.uses_now
+        body.append(f"if {gen.test(trigger.when.node)}: _held.append({trigger.name!r})")
 
 
 def _comment(what: str, expr: Expr) -> str:

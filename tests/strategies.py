@@ -1,0 +1,295 @@
+"""Hypothesis strategies: random well-typed expressions and random client rows.
+
+Expressions are generated as source text from a small typed grammar over the
+client fields of every type (nullable ones included), ``now``, literals,
+durations, lists and every operator and function except activity windows, then
+type-checked against :data:`ENV`. Nothing here knows about SQL: the same
+strategies test the Python compiler and the SQL compiler against the interpreter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from hypothesis import strategies as st
+
+from crmcore.rules import ast
+from crmcore.rules.checker import check_text
+from crmcore.rules.diagnostics import RuleError
+from crmcore.rules.interpreter import Scope
+from crmcore.rules.schema import CLIENT_FIELDS, Env
+from crmcore.rules.types import STRING, Type, list_of
+from crmcore.rules.unparse import number_text, string_text
+
+LISTS: Mapping[str, tuple[Any, ...]] = {"TIER1": ("DE", "AT", "CH", "é")}
+ENV = Env(lists={"TIER1": list_of(STRING)})
+
+# Patterns inside the regex subset every back end agrees on (SQL refuses the rest).
+PATTERNS = (
+    "", "^D", "E$", "^[A-Z]{2}$", "(?i)de", "a.b", "\\d+", "[^a-z]", "x|y", "(ab)*c", "^$", "\\s",
+    "é", "\\w+@\\w+\\.com$", "[a-]", "^.{0,2}$", "(?:a|b)+?z", "\\.", "[\\d_]", "\\W", "a\\n?$",
+)
+
+MIN_TIME = datetime(2020, 1, 1)
+MAX_TIME = datetime(2030, 1, 1)
+
+# Strings are drawn from a small alphabet so that equality, prefixes and patterns often hit.
+ALPHABET = "aAbBzZdDeE0_ .@\né\u00dfΩ\U0001f600"
+
+SCALAR_TYPES = ("bool", "int", "number", "string", "timestamp", "duration")
+
+
+def _fields(base: str, *, nullable: bool | None = None) -> list[str]:
+    return [
+        f"client.{name}"
+        for name, t in CLIENT_FIELDS.items()
+        if t.base == base and (nullable is None or t.nullable == nullable)
+    ]
+
+
+# --- literals ------------------------------------------------------------------------------
+
+small_ints = st.integers(min_value=0, max_value=100)
+few_decimals = st.one_of(
+    st.integers(min_value=-100_000, max_value=100_000).map(lambda i: i / 100),
+    st.sampled_from([2.5, -2.5, 0.5, 1.5, 0.49999999999999994, 0.1, 0.0]),
+)
+strings = st.text(alphabet=ALPHABET, max_size=5)
+
+_LITERALS: Mapping[str, st.SearchStrategy[str]] = {
+    "bool": st.sampled_from(["true", "false"]),
+    "int": small_ints.map(str),
+    "number": few_decimals.map(lambda x: number_text(abs(x)) if x >= 0 else f"(-{number_text(-x)})"),
+    "string": strings.map(string_text),
+    "duration": st.sampled_from(["90s", "15m", "24h", "30d", "2w", "1.5h", "0s"]),
+    "timestamp": st.just("now"),
+}
+
+
+def _leaf(base: str) -> st.SearchStrategy[str]:
+    names = _fields(base)
+    if base == "timestamp":
+        names.append("now")
+    choices = [_LITERALS[base]]
+    if names:
+        choices.append(st.sampled_from(names))
+    return st.one_of(*choices)
+
+
+def _nonnull_leaf(base: str) -> st.SearchStrategy[str]:
+    """A list item: the checker refuses list items that may be null."""
+    names = _fields(base, nullable=False)
+    return st.one_of(_LITERALS[base], *(st.sampled_from(names),) if names else ())
+
+
+# --- the typed grammar ---------------------------------------------------------------------
+
+def _fmt(template: str, *parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(*parts).map(lambda xs: template.format(*xs))
+
+
+@cache
+def typed_text(base: str, depth: int) -> st.SearchStrategy[str]:
+    """Source text of an expression of type ``base`` (possibly nullable), nested up to ``depth``."""
+    if depth <= 0:
+        return _leaf(base)
+    sub: Callable[[str], st.SearchStrategy[str]] = lambda b: typed_text(b, depth - 1)  # noqa: E731
+    cond = _fmt("(if {} then {} else {})", sub("bool"), sub(base), sub(base))
+    common = [
+        _leaf(base),
+        cond,
+        _fmt("coalesce({}, {})", sub(base), sub(base)),
+    ]
+    if base in ("int", "number", "string", "timestamp", "duration"):
+        common += [_fmt("min({}, {})", sub(base), sub(base)), _fmt("max({}, {})", sub(base), sub(base))]
+    return st.one_of(*common, *_COMPOSITES[base](sub))
+
+
+def _int_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+    i = sub("int")
+    return [
+        _fmt("({} + {})", i, i),
+        _fmt("({} - {})", i, i),
+        _fmt("({} * {})", i, small_ints.map(str)),  # one small factor keeps values inside bigint
+        _fmt("({} % {})", i, i),
+        _fmt("(-{})", i),
+        _fmt("abs({})", i),
+        _fmt("round({})", sub("number")),
+        _fmt("len({})", sub("string")),
+        st.just("len(TIER1)"),
+    ]
+
+
+def _number_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+    n, t, d = sub("number"), sub("timestamp"), sub("duration")
+    return [
+        sub("int"),
+        _fmt("({} + {})", n, n),
+        _fmt("({} - {})", n, n),
+        _fmt("({} * {})", n, _LITERALS["number"]),
+        _fmt("({} / {})", n, n),
+        _fmt("(-{})", n),
+        _fmt("abs({})", n),
+        _fmt("days_since({})", t),
+        _fmt("hours_since({})", t),
+        _fmt("days_between({}, {})", t, t),
+        _fmt("({} / {})", d, d),
+    ]
+
+
+def _string_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+    s = sub("string")
+    return [_fmt("lower({})", s), _fmt("upper({})", s)]
+
+
+def _timestamp_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+    t, d = sub("timestamp"), sub("duration")
+    return [_fmt("({} + {})", t, d), _fmt("({} - {})", t, d), _fmt("({} + {})", d, t)]
+
+
+def _duration_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+    t, d = sub("timestamp"), sub("duration")
+    return [
+        _fmt("({} - {})", t, t),
+        _fmt("({} + {})", d, d),
+        _fmt("({} - {})", d, d),
+        _fmt("({} * {})", d, _LITERALS["number"]),
+        _fmt("({} / {})", d, sub("number")),
+        _fmt("(-{})", d),
+        _fmt("abs({})", d),
+    ]
+
+
+def _list_literal(base: str) -> st.SearchStrategy[str]:
+    return st.lists(_nonnull_leaf(base), max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]")
+
+
+def _bool_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+    b = sub("bool")
+    ordered = st.sampled_from(["<", "<=", ">", ">=", "==", "!="])
+    comparisons = [
+        _fmt("({} {} {})", sub(base), ordered, sub(other))
+        for base, other in (("int", "number"), ("number", "int"), ("string", "string"),
+                            ("timestamp", "timestamp"), ("duration", "duration"), ("number", "number"))
+    ]
+    nullness = [
+        _fmt("({} {} null)", sub(base), st.sampled_from(["==", "!="])) for base in SCALAR_TYPES
+    ]
+    membership = [
+        _fmt("({} {} {})", sub(base), st.sampled_from(["in", "not in"]), _list_literal(base))
+        for base in ("int", "number", "string", "bool")
+    ]
+    return [
+        *comparisons,
+        *nullness,
+        *membership,
+        _fmt("({} == {})", b, b),
+        _fmt("({} != {})", b, b),
+        _fmt("({} {} TIER1)", sub("string"), st.sampled_from(["in", "not in"])),
+        _fmt("({} matches {})", sub("string"), st.sampled_from(PATTERNS).map(string_text)),
+        _fmt("{}({}, {})", st.sampled_from(["startswith", "endswith", "contains"]), sub("string"), sub("string")),
+        _fmt("({} and {})", b, b),
+        _fmt("({} or {})", b, b),
+        _fmt("(not {})", b),
+    ]
+
+
+_COMPOSITES: Mapping[str, Callable[[Callable[[str], st.SearchStrategy[str]]], list[st.SearchStrategy[str]]]] = {
+    "bool": _bool_composites,
+    "int": _int_composites,
+    "number": _number_composites,
+    "string": _string_composites,
+    "timestamp": _timestamp_composites,
+    "duration": _duration_composites,
+}
+
+
+# --- public strategies -----------------------------------------------------------------------
+
+MAX_DEPTH = 3
+
+
+def expression_texts(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[str]:
+    """Source text of a random expression of any scalar type."""
+    return st.integers(0, max_depth).flatmap(
+        lambda depth: st.sampled_from(SCALAR_TYPES).flatmap(lambda base: typed_text(base, depth))
+    )
+
+
+def condition_texts(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[str]:
+    """Source text of a random bool expression."""
+    return st.integers(0, max_depth).flatmap(lambda depth: typed_text("bool", depth))
+
+
+def typed(text: str) -> ast.Node | None:
+    """The typed AST of ``text`` against :data:`ENV`, or None when the checker refuses it."""
+    try:
+        return check_text(text, ENV)
+    except RuleError:
+        return None
+
+
+def _checked(texts: st.SearchStrategy[str]) -> st.SearchStrategy[ast.Node]:
+    return texts.map(typed).filter(lambda node: node is not None)  # type: ignore[return-value]
+
+
+def expressions(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[ast.Node]:
+    """Typed ASTs of random well-typed expressions (any scalar type, nulls possible)."""
+    return _checked(expression_texts(max_depth))
+
+
+def conditions(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[ast.Node]:
+    """Typed ASTs of random bool expressions."""
+    return _checked(condition_texts(max_depth))
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+timestamps = st.datetimes(min_value=MIN_TIME, max_value=MAX_TIME, timezones=st.just(UTC))
+
+_VALUES: Mapping[str, st.SearchStrategy[Any]] = {
+    "bool": st.booleans(),
+    "int": st.integers(min_value=-1000, max_value=1000),
+    "number": few_decimals,
+    "string": st.one_of(st.sampled_from(["DE", "AT", "de", "é", "", "a", "B"]), strings),
+    "timestamp": timestamps,
+}
+
+
+def _value(t: Type) -> st.SearchStrategy[Any]:
+    value = _VALUES[t.base]
+    return st.one_of(st.none(), value) if t.nullable else value
+
+
+def client_rows() -> st.SearchStrategy[dict[str, Any]]:
+    """A client record with every built-in field: None for some nullable ones, aware UTC datetimes."""
+    return st.fixed_dictionaries({name: _value(t) for name, t in CLIENT_FIELDS.items()})
+
+
+def nows() -> st.SearchStrategy[float]:
+    """A clock reading (epoch seconds) in the same years as the rows' timestamps."""
+    return timestamps.map(lambda moment: moment.timestamp())
+
+
+def scope_for(row: Mapping[str, Any], now: float | None) -> Scope:
+    """What the interpreter sees for one client row at ``now``."""
+    return Scope(client=dict(row), now=now, lists=LISTS)
+
+
+__all__ = [
+    "ENV",
+    "LISTS",
+    "PATTERNS",
+    "client_rows",
+    "condition_texts",
+    "conditions",
+    "expression_texts",
+    "expressions",
+    "nows",
+    "scope_for",
+    "typed",
+    "typed_text",
+]
