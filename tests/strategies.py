@@ -3,14 +3,20 @@
 Expressions are generated as source text from a small typed grammar over the
 client fields of every type (nullable ones included), ``now``, literals,
 durations, lists and every operator and function except activity windows, then
-type-checked against :data:`ENV`. Nothing here knows about SQL: the same
-strategies test the Python compiler and the SQL compiler against the interpreter.
+type-checked against :data:`ENV`. The same strategies test the Python compiler
+and the SQL compiler against the interpreter; with ``exact_time=True`` they leave
+out the duration arithmetic SQL refuses (``d * number``, ``d / number`` unless
+constant: Python rounds those half to even), so that the SQL property never
+discards an expression.
+
+Time is as in :mod:`crmcore.rules.values`: rows hold aware datetimes (the
+interpreter reads them as stamps) and :func:`nows` gives stamps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -23,6 +29,7 @@ from crmcore.rules.interpreter import Scope
 from crmcore.rules.schema import CLIENT_FIELDS, Env
 from crmcore.rules.types import STRING, Type, list_of
 from crmcore.rules.unparse import number_text, string_text
+from crmcore.rules.values import to_stamp
 
 LISTS: Mapping[str, tuple[Any, ...]] = {"TIER1": ("DE", "AT", "CH", "é")}
 ENV = Env(lists={"TIER1": list_of(STRING)})
@@ -35,6 +42,15 @@ PATTERNS = (
 
 MIN_TIME = datetime(2020, 1, 1)
 MAX_TIME = datetime(2030, 1, 1)
+# Moments where a microsecond or the sign of the epoch offset matters.
+EDGE_TIMES = (
+    datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+    datetime(1960, 6, 30, 12, 0, 0, 1, tzinfo=UTC),
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2025, 6, 1, 12, 0, 0, 250_000, tzinfo=UTC),
+    datetime(2025, 6, 2, 12, 0, 0, 250_001, tzinfo=UTC),
+)
 
 # Strings are drawn from a small alphabet so that equality, prefixes and patterns often hit.
 ALPHABET = "aAbBzZdDeE0_ .@\né\u00dfΩ\U0001f600"
@@ -64,7 +80,7 @@ _LITERALS: Mapping[str, st.SearchStrategy[str]] = {
     "int": small_ints.map(str),
     "number": few_decimals.map(lambda x: number_text(abs(x)) if x >= 0 else f"(-{number_text(-x)})"),
     "string": strings.map(string_text),
-    "duration": st.sampled_from(["90s", "15m", "24h", "30d", "2w", "1.5h", "0s"]),
+    "duration": st.sampled_from(["90s", "15m", "24h", "30d", "2w", "1.5h", "0s", "0.000001s", "0.5s"]),
     "timestamp": st.just("now"),
 }
 
@@ -92,11 +108,14 @@ def _fmt(template: str, *parts: st.SearchStrategy[str]) -> st.SearchStrategy[str
 
 
 @cache
-def typed_text(base: str, depth: int) -> st.SearchStrategy[str]:
-    """Source text of an expression of type ``base`` (possibly nullable), nested up to ``depth``."""
+def typed_text(base: str, depth: int, exact_time: bool = False) -> st.SearchStrategy[str]:
+    """Source text of an expression of type ``base`` (possibly nullable), nested up to ``depth``.
+
+    ``exact_time``: only duration arithmetic SQL computes exactly (see the module docstring).
+    """
     if depth <= 0:
         return _leaf(base)
-    sub: Callable[[str], st.SearchStrategy[str]] = lambda b: typed_text(b, depth - 1)  # noqa: E731
+    sub: Callable[[str], st.SearchStrategy[str]] = lambda b: typed_text(b, depth - 1, exact_time)  # noqa: E731
     cond = _fmt("(if {} then {} else {})", sub("bool"), sub(base), sub(base))
     common = [
         _leaf(base),
@@ -105,6 +124,8 @@ def typed_text(base: str, depth: int) -> st.SearchStrategy[str]:
     ]
     if base in ("int", "number", "string", "timestamp", "duration"):
         common += [_fmt("min({}, {})", sub(base), sub(base)), _fmt("max({}, {})", sub(base), sub(base))]
+    if base == "duration":
+        return st.one_of(*common, *_duration_composites(sub, exact_time))
     return st.one_of(*common, *_COMPOSITES[base](sub))
 
 
@@ -150,17 +171,31 @@ def _timestamp_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[
     return [_fmt("({} + {})", t, d), _fmt("({} - {})", t, d), _fmt("({} + {})", d, t)]
 
 
-def _duration_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
+def _duration_composites(
+    sub: Callable[[str], st.SearchStrategy[str]], exact_time: bool = False
+) -> list[st.SearchStrategy[str]]:
     t, d = sub("timestamp"), sub("duration")
-    return [
+    number_literal, duration_literal = _LITERALS["number"], _LITERALS["duration"]
+    composites = [
         _fmt("({} - {})", t, t),
         _fmt("({} + {})", d, d),
         _fmt("({} - {})", d, d),
-        _fmt("({} * {})", d, _LITERALS["number"]),
-        _fmt("({} / {})", d, sub("number")),
+        _fmt("({} * {})", d, sub("int")),
+        _fmt("({} * {})", small_ints.map(str), d),
         _fmt("(-{})", d),
         _fmt("abs({})", d),
+        # constant: folded, so SQL gives Python's rounding
+        _fmt("({} * {})", duration_literal, number_literal),
+        _fmt("({} / {})", duration_literal, st.one_of(number_literal, _LITERALS["int"])),
     ]
+    if not exact_time:
+        composites += [
+            _fmt("({} * {})", d, number_literal),
+            _fmt("({} * {})", number_literal, d),
+            _fmt("({} / {})", d, sub("number")),
+            _fmt("({} / {})", d, sub("int")),
+        ]
+    return composites
 
 
 def _list_literal(base: str) -> st.SearchStrategy[str]:
@@ -203,7 +238,6 @@ _COMPOSITES: Mapping[str, Callable[[Callable[[str], st.SearchStrategy[str]]], li
     "number": _number_composites,
     "string": _string_composites,
     "timestamp": _timestamp_composites,
-    "duration": _duration_composites,
 }
 
 
@@ -212,16 +246,16 @@ _COMPOSITES: Mapping[str, Callable[[Callable[[str], st.SearchStrategy[str]]], li
 MAX_DEPTH = 3
 
 
-def expression_texts(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[str]:
+def expression_texts(max_depth: int = MAX_DEPTH, *, exact_time: bool = False) -> st.SearchStrategy[str]:
     """Source text of a random expression of any scalar type."""
     return st.integers(0, max_depth).flatmap(
-        lambda depth: st.sampled_from(SCALAR_TYPES).flatmap(lambda base: typed_text(base, depth))
+        lambda depth: st.sampled_from(SCALAR_TYPES).flatmap(lambda base: typed_text(base, depth, exact_time))
     )
 
 
-def condition_texts(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[str]:
+def condition_texts(max_depth: int = MAX_DEPTH, *, exact_time: bool = False) -> st.SearchStrategy[str]:
     """Source text of a random bool expression."""
-    return st.integers(0, max_depth).flatmap(lambda depth: typed_text("bool", depth))
+    return st.integers(0, max_depth).flatmap(lambda depth: typed_text("bool", depth, exact_time))
 
 
 def typed(text: str) -> ast.Node | None:
@@ -248,7 +282,10 @@ def conditions(max_depth: int = MAX_DEPTH) -> st.SearchStrategy[ast.Node]:
 
 # --- rows ------------------------------------------------------------------------------------
 
-timestamps = st.datetimes(min_value=MIN_TIME, max_value=MAX_TIME, timezones=st.just(UTC))
+timestamps = st.one_of(
+    st.datetimes(min_value=MIN_TIME, max_value=MAX_TIME, timezones=st.just(UTC)),
+    st.sampled_from(EDGE_TIMES),
+)
 
 _VALUES: Mapping[str, st.SearchStrategy[Any]] = {
     "bool": st.booleans(),
@@ -269,14 +306,21 @@ def client_rows() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({name: _value(t) for name, t in CLIENT_FIELDS.items()})
 
 
-def nows() -> st.SearchStrategy[float]:
-    """A clock reading (epoch seconds) in the same years as the rows' timestamps."""
-    return timestamps.map(lambda moment: moment.timestamp())
+def nows() -> st.SearchStrategy[timedelta]:
+    """A clock reading as a stamp, in the same years as the rows' timestamps."""
+    return timestamps.map(stamp)
 
 
-def scope_for(row: Mapping[str, Any], now: float | None) -> Scope:
-    """What the interpreter sees for one client row at ``now``."""
-    return Scope(client=dict(row), now=now, lists=LISTS)
+def stamp(moment: Any) -> timedelta:
+    """A clock reading (stamp, aware or naive-UTC datetime, epoch seconds) as a stamp."""
+    result = to_stamp(moment)
+    assert result is not None
+    return result
+
+
+def scope_for(row: Mapping[str, Any], now: Any) -> Scope:
+    """What the interpreter sees for one client row at ``now`` (a stamp, a datetime or epoch seconds)."""
+    return Scope(client=dict(row), now=None if now is None else stamp(now), lists=LISTS)
 
 
 __all__ = [
@@ -290,6 +334,7 @@ __all__ = [
     "expressions",
     "nows",
     "scope_for",
+    "stamp",
     "typed",
     "typed_text",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_the_doc_has_examples() -> None:
 @pytest.mark.parametrize(("label", "text"), EXPRESSIONS, ids=[t for _, t in EXPRESSIONS])
 def test_doc_expression_checks_and_runs(label: str, text: str) -> None:
     node = check_text(text, env_for(label))
-    scope = Scope(client={"country": "DE", "registered_at": 1.7e9, "stage": "funded", "email": "a@b.c"}, now=1.7e9 + 86400,
+    scope = Scope(client={"country": "DE", "registered_at": 1.7e9, "stage": "funded", "email": "a@b.c"}, now=timedelta(seconds=1.7e9 + 86400),
                   lists={"TIER1": ("DE",), "DACH": ("DE", "AT", "CH")}, scores={"lead": 50}, bands={"lead": "warm"},
                   agent={"id": "a1", "languages": ["de"], "countries": ["DE"], "open": 3, "weight": 1}, event={"amount": 10},
                   window=lambda *args: 0)

@@ -106,6 +106,10 @@ BROKEN = {
         BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {desk: salse, strategy: round_robin}}\n",
         (Code.REFERENCE, 12, 44),
     ),
+    "unknown agent in routing": (
+        BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {agent: '\"a9\"'}}\n",
+        (Code.REFERENCE, 12, 45),
+    ),
     "unknown strategy": (
         BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {desk: sales, strategy: random}}\n",
         (Code.STRUCTURE, 12, 61),

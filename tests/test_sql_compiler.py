@@ -21,24 +21,25 @@ from crmcore.rules.schema import CLIENT_FIELDS, Env
 from crmcore.rules.sql import (
     ALWAYS,
     NEVER,
-    RegexRefused,
     SqlUnsupported,
     TableResolver,
     compile_condition,
     compile_expression,
-    epoch_seconds,
+    epoch_micros,
     install_sqlite_functions,
+    micros,
     sql_type,
-    to_postgres,
 )
+from crmcore.rules.sqlregex import RegexRefused, to_postgres
 from crmcore.rules.types import STRING, list_of
 from crmcore.rules.unparse import string_text
-from tests.strategies import PATTERNS
+from tests.strategies import PATTERNS, stamp
 
 ENV = Env(lists={"TIER1": list_of(STRING), "EMPTY": list_of(STRING)})
 LISTS = {"TIER1": ("DE", "AT", "CH"), "EMPTY": ()}
-NOW = datetime(2025, 6, 1, 12, 0, 0, 250_000, tzinfo=UTC).timestamp()
-REGISTERED = datetime(2025, 5, 1, tzinfo=UTC).timestamp()
+NOW = stamp(datetime(2025, 6, 1, 12, 0, 0, 250_000, tzinfo=UTC))
+REGISTERED = stamp(datetime(2025, 5, 1, tzinfo=UTC))
+DAY = timedelta(days=1)
 TABLE = "crmcore_sql_compiler_clients"
 # On PostgreSQL the text columns use an ICU collation, where 'a' < 'B': the compiler must not care.
 TEXT = sa.String().with_variant(sa.String(collation="en-US-x-icu"), "postgresql")
@@ -103,6 +104,9 @@ def sql_values(clients: tuple[Engine, sa.Table], text: str, rows: list[dict[str,
 
 
 def normalised(value: Any) -> Any:
+    """SQL's 0/1 as bools; the interpreter's stamps and durations as SQL's integer microseconds."""
+    if isinstance(value, timedelta):
+        return micros(value)
     return bool(value) if isinstance(value, int) and value in (0, 1) and not isinstance(value, bool) else value
 
 
@@ -252,13 +256,15 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("coalesce(client.region, client.language, client.country)", {"language": "fr"}, "fr"),
     ("coalesce(client.ftd_amount, 1)", {}, 1),
     ("abs(client.balance)", {"balance": -2.5}, 2.5),
-    ("abs(client.ftd_at - now)", {"ftd_at": datetime(2025, 6, 2, 12, 0, 0, 250_000, tzinfo=UTC)}, 86400.0),
+    ("abs(client.ftd_at - now)", {"ftd_at": datetime(2025, 6, 2, 12, 0, 0, 250_000, tzinfo=UTC)}, 86_400_000_000),
+    ("abs(client.ftd_at - now)", {"ftd_at": datetime(2025, 5, 31, 12, 0, 0, 250_001, tzinfo=UTC)}, 86_399_999_999),
     ("min(client.ftd_amount, 1)", {}, None),
     ("max(client.balance, client.ftd_amount)", {"balance": 3.0}, None),
     ("min(client.balance, client.email_opens)", {"balance": 3.0, "email_opens": 2}, 2),
     ("max(client.country, client.status)", {"country": "a", "status": "B"}, "a"),
     ("min(client.country, client.status)", {"country": "é", "status": "z"}, "z"),
-    ("min(client.ftd_at, now)", {"ftd_at": datetime(2030, 1, 1, tzinfo=UTC)}, NOW),
+    ("min(client.ftd_at, now)", {"ftd_at": datetime(2030, 1, 1, tzinfo=UTC)}, micros(NOW)),
+    ("max(client.ftd_at, now)", {"ftd_at": datetime(2030, 1, 1, tzinfo=UTC)}, micros(stamp(datetime(2030, 1, 1)))),
     ("round(client.balance)", {"balance": 2.5}, 3),
     ("round(client.balance)", {"balance": -2.5}, -3),
     ("round(client.balance)", {"balance": 0.49999999999999994}, 0),
@@ -276,10 +282,29 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ('contains(client.country, "")', {"country": ""}, True),
     ('contains(client.country, "é")', {"country": "aéb"}, True),
     ('contains(client.region, "")', {}, None),
-    ("days_since(client.registered_at)", {}, (NOW - REGISTERED) / 86400),
-    ("hours_since(client.registered_at)", {}, (NOW - REGISTERED) / 3600),
-    ("days_between(client.registered_at, now)", {}, (NOW - REGISTERED) / 86400),
+    ("days_since(client.registered_at)", {}, (NOW - REGISTERED) / DAY),
+    ("hours_since(client.registered_at)", {}, (NOW - REGISTERED) / timedelta(hours=1)),
+    ("days_between(client.registered_at, now)", {}, (NOW - REGISTERED) / DAY),
     ("days_since(client.ftd_at)", {}, None),
+    ("days_since(client.ftd_at)", {"ftd_at": datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)},
+     (NOW - stamp(datetime(1969, 12, 31, 23, 59, 59, 999_999))) / DAY),
+    ("client.ftd_at", {"ftd_at": datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)}, -1),
+    ("client.ftd_at - client.registered_at", {"ftd_at": datetime(2025, 5, 2, 0, 0, 0, 1, tzinfo=UTC)}, 86_400_000_001),
+    ("(client.ftd_at - client.registered_at) * 3", {"ftd_at": datetime(2025, 5, 1, 0, 0, 0, 1, tzinfo=UTC)}, 3),
+    ("client.email_opens * (client.ftd_at - client.registered_at)",
+     {"ftd_at": datetime(2025, 5, 1, 0, 0, 0, 7, tzinfo=UTC), "email_opens": -2}, -14),
+    ("(client.ftd_at - client.registered_at) * 2.0", {"ftd_at": datetime(2025, 5, 1, 0, 0, 0, 7, tzinfo=UTC)}, 14),
+    ("(client.ftd_at - client.registered_at) / 0.000001s", {"ftd_at": datetime(2025, 5, 1, 0, 0, 0, 7, tzinfo=UTC)}, 7.0),
+    ("(now - client.registered_at) / 0s", {}, None),
+    ("(now - client.registered_at) / 0", {}, None),
+    ("(now - client.registered_at) * (1 / 0)", {}, None),
+    ("24h * 1.5", {}, 129_600_000_000),
+    ("0.000001s * 2.5", {}, 2),  # Python rounds 2.5 microseconds half to even
+    ("0.000001s * 3.5", {}, 4),
+    ("1s / 3", {}, 333_333),
+    ("-(now - client.registered_at)", {}, -micros(NOW - REGISTERED)),
+    ("coalesce(client.ftd_at, now)", {}, micros(NOW)),
+    ("if client.phone_verified then 1h else 0.5s", {}, 500_000),
     ("client.email_opens % 3", {"email_opens": -7}, -1),
     ("client.email_opens % (-3)", {"email_opens": 7}, 1),
     ("client.email_opens % 0", {"email_opens": 7}, None),
@@ -287,7 +312,7 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("client.balance / 0", {"balance": 1.0}, None),
     ("client.ftd_amount * 2", {}, None),
     ("-client.email_opens", {"email_opens": 4}, -4),
-    ("client.registered_at + 1d - now", {}, -2635200.25),
+    ("client.registered_at + 1d - now", {}, -2_635_200_250_000),
     ("if client.ftd_amount > 0 then 1 else 2", {}, 2),
     ("if client.phone_verified then client.country else client.region", {"phone_verified": True}, "DE"),
     ("client.country in TIER1", {"country": "AT"}, True),
@@ -309,13 +334,13 @@ def test_each_function_and_operator_gives_the_interpreters_answer(
     clients: tuple[Engine, sa.Table], text: str, changes: dict[str, Any], expected: Any
 ) -> None:
     record = client(**changes)
-    interpreted = evaluate(check_text(text, ENV), Scope(client=record, now=NOW, lists=LISTS))
+    node = check_text(text, ENV)
+    interpreted = evaluate(node, Scope(client=record, now=NOW, lists=LISTS))
     assert normalised(interpreted) == expected
     (got,) = sql_values(clients, text, [record])
-    if isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-12)
-    else:
-        assert normalised(got) == expected
+    assert normalised(got) == expected  # exactly, floats included
+    if expected is not None and node.type is not None and node.type.base in ("timestamp", "duration"):
+        assert type(got) is int  # microseconds, never a float
 
 
 def test_a_condition_is_never_null(clients: tuple[Engine, sa.Table]) -> None:
@@ -343,22 +368,74 @@ MOMENTS = [
 
 
 @pytest.mark.parametrize("moment", MOMENTS)
-def test_epoch_seconds_equals_python_timestamp_exactly(clients: tuple[Engine, sa.Table], moment: datetime) -> None:
+def test_epoch_micros_equals_the_python_stamp_exactly(clients: tuple[Engine, sa.Table], moment: datetime) -> None:
     engine, table = clients
     with engine.begin() as conn:
         conn.execute(table.insert(), [{"row_no": 0, **client(ftd_at=moment)}])
-        got = conn.execute(sa.select(epoch_seconds(table.c.ftd_at))).scalar_one()
+        got = conn.execute(sa.select(epoch_micros(table.c.ftd_at))).scalar_one()
         conn.execute(table.delete())
-    assert got == moment.timestamp()
+    assert type(got) is int
+    assert got == micros(stamp(moment)) == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def test_epoch_seconds_of_an_offset_timestamp_on_postgresql(pg_engine: Engine) -> None:
+def test_epoch_micros_of_an_offset_timestamp_on_postgresql(pg_engine: Engine) -> None:
     moment = datetime(2025, 1, 1, 3, 0, 0, 5, tzinfo=timezone(timedelta(hours=3)))
     with pg_engine.connect() as conn:
-        stamp = sa.literal(moment, sa.DateTime(timezone=True))
+        aware = sa.literal(moment, sa.DateTime(timezone=True))
         naive = sa.literal(moment.replace(tzinfo=None), sa.DateTime())
-        got = conn.execute(sa.select(epoch_seconds(stamp), epoch_seconds(naive))).one()
-    assert tuple(got) == (moment.timestamp(), moment.replace(tzinfo=UTC).timestamp())
+        got = conn.execute(sa.select(epoch_micros(aware), epoch_micros(naive))).one()
+    assert tuple(got) == (micros(stamp(moment)), micros(stamp(moment.replace(tzinfo=None))))
+
+
+@pytest.mark.parametrize(
+    "now",
+    [NOW, datetime(2025, 6, 1, 12, 0, 0, 250_000, tzinfo=UTC), datetime(2025, 6, 1, 12, 0, 0, 250_000),
+     datetime(2025, 6, 1, 14, 0, 0, 250_000, tzinfo=timezone(timedelta(hours=2)))],
+)
+def test_now_may_be_a_stamp_or_a_datetime(clients: tuple[Engine, sa.Table], now: Any) -> None:
+    engine, table = clients
+    node = check_text("now - client.registered_at", ENV)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"row_no": 0, **client()}])
+        got = conn.execute(sa.select(compile_expression(node, resolver(table), now=now)).select_from(table)).scalar_one()
+        conn.execute(table.delete())
+    assert got == micros(NOW - REGISTERED)
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("(now - client.registered_at) * 1.5 > 1d", "(now"),
+        ("1.5 * (now - client.registered_at) > 1d", "1.5"),
+        ("client.registered_at + (now - client.registered_at) / 2 > now", "(now"),
+        ("(now - client.registered_at) / client.balance > 1d", "(now"),
+        ("(now - client.registered_at) * client.balance > 1d", "(now"),
+    ],
+)
+def test_scaling_a_duration_by_a_number_is_refused_with_e400(text: str, at: str) -> None:
+    with pytest.raises(SqlUnsupported) as info:
+        condition(text, origin=Origin.standalone(text, "rules.yaml"))
+    diagnostic = info.value.diagnostics[0]
+    assert (diagnostic.code, diagnostic.column) == (Code.SQL_UNSUPPORTED, text.index(at) + 1)
+    assert "a duration by a number cannot be computed exactly in SQL; write the duration directly" in diagnostic.message
+
+
+def test_a_constant_scaled_duration_is_folded_with_pythons_rounding() -> None:
+    table = sa.table("clients", sa.column("registered_at"))
+    sql = compile_condition(check_text("client.registered_at > now - 24h * 1.5 + 0.000001s * 2.5"),
+                            TableResolver({"client.registered_at": table.c.registered_at}), now=NOW)
+    assert isinstance(sql, sa.ColumnElement)
+    params = sql.compile().params
+    assert set(params.values()) >= {129_600_000_000, 2}  # 36 hours; 2.5 us rounded half to even
+
+
+def test_days_since_is_one_double_division_of_exact_microseconds() -> None:
+    table = sa.table("clients", sa.column("registered_at"))
+    sql = compile_expression(check_text("days_since(client.registered_at)"),
+                             TableResolver({"client.registered_at": table.c.registered_at}), now=NOW)
+    for dialect in (sa.create_engine("sqlite://").dialect, sa.create_engine("postgresql+psycopg://").dialect):
+        text = str(sql.compile(dialect=dialect))
+        assert "CAST(" in text and " - clients.registered_at AS" in text, text
 
 
 def test_a_numeric_column_is_read_as_a_float() -> None:
@@ -376,7 +453,7 @@ def test_names_of_the_expression_are_read_through_the_resolver_only() -> None:
             seen.append(name.dotted)
             return sa.literal_column("1", sa.BigInteger())
 
-        def window(self, node: ast.Window, now: float) -> Any:
+        def window(self, node: ast.Window, now: timedelta) -> Any:
             seen.append(f"{node.source}.{node.metric}")
             return sa.literal_column("0", sa.BigInteger())
 

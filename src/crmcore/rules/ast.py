@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from crmcore.rules.types import Type
@@ -69,6 +70,11 @@ class Duration(Node):
     @property
     def seconds(self) -> float:
         return float(self.amount * self.UNIT_SECONDS[self.unit])
+
+    @property
+    def delta(self) -> timedelta:
+        """The exact duration (``1.5h`` is 5,400 seconds)."""
+        return timedelta(seconds=self.amount * self.UNIT_SECONDS[self.unit])
 
 
 @dataclass(frozen=True, slots=True)

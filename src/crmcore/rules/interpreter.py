@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -16,14 +17,16 @@ from crmcore.rules import ast
 from crmcore.rules.schema import CLIENT_DEFAULTS
 from crmcore.rules.types import Type
 from crmcore.rules.values import (
+    DAY,
+    HOUR,
     ascii_lower,
     ascii_upper,
     divide,
     infer_stage,
     mod,
     round_half_away,
-    to_epoch,
     to_number,
+    to_stamp,
 )
 from crmcore.rules.windows import WindowFn
 
@@ -37,7 +40,7 @@ class Scope:
     trading: Mapping[str, Any] | None = None
     agent: Mapping[str, Any] | None = None
     event: Mapping[str, Any] | None = None
-    now: float | None = None
+    now: timedelta | None = None  # a stamp (values.py)
     scores: Mapping[str, float] = field(default_factory=dict)
     bands: Mapping[str, str] = field(default_factory=dict)
     lists: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -46,11 +49,11 @@ class Scope:
 
 
 def normalise(value: Any, type_: Type | None) -> Any:
-    """A host value as the language sees it: timestamps as epoch seconds, Decimals as floats."""
+    """A host value as the language sees it: timestamps as stamps, Decimals as floats."""
     if value is None or type_ is None:
         return value
     if type_.base == "timestamp":
-        return to_epoch(value)
+        return to_stamp(value)
     if type_.base == "number":
         return to_number(value)
     if type_.base == "list":
@@ -108,7 +111,7 @@ def _null_or(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
-def _since(unit: float) -> Callable[[Scope, Any], Any]:
+def _since(unit: timedelta) -> Callable[[Scope, Any], Any]:
     def fn(scope: Scope, t: Any) -> Any:
         return None if t is None or scope.now is None else (scope.now - t) / unit
 
@@ -120,7 +123,7 @@ def _coalesce(*args: Any) -> Any:
 
 
 FUNCTION_IMPLS: dict[str, Callable[..., Any]] = {
-    "days_between": _null_or(lambda a, b: (b - a) / 86400.0),
+    "days_between": _null_or(lambda a, b: (b - a) / DAY),
     "lower": _null_or(ascii_lower),
     "upper": _null_or(ascii_upper),
     "len": _null_or(len),
@@ -135,8 +138,8 @@ FUNCTION_IMPLS: dict[str, Callable[..., Any]] = {
 }
 
 SCOPED_FUNCTIONS: dict[str, Callable[[Scope, Any], Any]] = {
-    "days_since": _since(86400.0),
-    "hours_since": _since(3600.0),
+    "days_since": _since(DAY),
+    "hours_since": _since(HOUR),
 }
 
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
@@ -164,7 +167,7 @@ def evaluate(node: ast.Node, scope: Scope) -> Any:
     if isinstance(node, ast.Literal):
         return node.value
     if isinstance(node, ast.Duration):
-        return node.seconds
+        return node.delta
     if isinstance(node, ast.ListLit):
         return tuple(evaluate(item, scope) for item in node.items)
     if isinstance(node, ast.Name):
@@ -195,8 +198,8 @@ def evaluate(node: ast.Node, scope: Scope) -> Any:
     if isinstance(node, ast.Window):
         if scope.window is None or scope.now is None:
             return None
-        shift = node.shift.seconds if node.shift is not None else 0.0
-        return scope.window(node.source, node.metric, scope.now, node.length.seconds, shift)
+        shift = node.shift.delta if node.shift is not None else timedelta(0)
+        return scope.window(node.source, node.metric, scope.now, node.length.delta, shift)
     raise TypeError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
 
 

@@ -166,6 +166,7 @@ class _Builder:
         # one load often repeats an expression (`points: 20`): parse and check each text once per Env
         self.parsed: dict[str, ast.Node] = {}
         self.checked: dict[tuple[str, int], ast.Node] = {}
+        self.exprs_seen: dict[tuple[str, ...], Expr] = {}
 
     # ---- merge --------------------------------------------------------------------------------
 
@@ -298,6 +299,7 @@ class _Builder:
         self._check_scores(document, env, exprs)
         self._check_routing(document, env, exprs)
         self._check_triggers(document, env, exprs)
+        self.exprs_seen = exprs
         self._check_references(document)
         order = self._score_order(document, exprs)
         self.problems.raise_if_errors()
@@ -392,6 +394,9 @@ class _Builder:
         for stage in ("registration", "ftd"):
             for rule in getattr(document.routing, stage):
                 doc, path = self.where[("route", stage, rule.name)]
+                agent_expr = self.exprs_seen.get(("route", stage, rule.name, "agent"))
+                if agent_expr is not None and isinstance(agent_expr.node, ast.Literal) and agent_expr.node.value not in agents:
+                    self.problems.add(doc.diagnostic(Code.REFERENCE, f"routing rule '{rule.name}': unknown agent '{agent_expr.node.value}'", (*path, "assign", "agent")))
                 if rule.assign.desk is not None and rule.assign.desk not in desks:
                     self.problems.add(doc.diagnostic(Code.REFERENCE, f"routing rule '{rule.name}': unknown desk '{rule.assign.desk}'{_known(desks)}", (*path, "assign", "desk")))
         for i, target in enumerate(document.targets):

@@ -2,7 +2,7 @@
 
 Like a template engine, we generate the source of a whole function and
 ``compile()`` it once: every field an expression reads is fetched from the host's
-record once, into a local, and normalised there (timestamps to epoch seconds,
+record once, into a local, and normalised there (timestamps to stamps,
 Decimals to floats); null checks are emitted only where the checker says a
 value may be null. The generated code keeps a comment per expression naming
 its origin, so a traceback points at the rule it came from.
@@ -14,8 +14,9 @@ import re
 from ast import literal_eval
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from crmcore.rules import ast
@@ -23,12 +24,15 @@ from crmcore.rules.diagnostics import EvaluationError
 from crmcore.rules.schema import CLIENT_DEFAULTS
 from crmcore.rules.types import Type
 from crmcore.rules.values import (
+    DAY,
+    EPOCH,
+    HOUR,
     ascii_lower,
     ascii_upper,
     infer_stage,
     mod,
     round_half_away,
-    to_epoch,
+    to_stamp,
 )
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,25 +47,29 @@ class _NowCache:
     __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.last: tuple[Any, float] = (None, 0.0)
+        self.last: tuple[Any, timedelta] = (None, timedelta(0))
 
-    def __call__(self, value: Any) -> float:
+    def __call__(self, value: Any) -> timedelta:
         if value is None:
             raise EvaluationError("the rules use 'now' (days_since, windows, ...) but the context has no 'now'")
         last = self.last
         if value is last[0]:
             return last[1]
-        seconds = to_epoch(value)
-        assert seconds is not None
-        self.last = (value, seconds)
-        return seconds
+        stamp = to_stamp(value)
+        assert stamp is not None
+        self.last = (value, stamp)
+        return stamp
 
 
 RUNTIME: dict[str, Any] = {
     "_now": None,  # a _NowCache per generated function (see build_function)
     "_EvaluationError": EvaluationError,
-    "_to_epoch": to_epoch,
+    "_to_stamp": to_stamp,
     "_datetime": datetime,
+    "_timedelta": timedelta,
+    "_EPOCH": EPOCH,
+    "_DAY": DAY,
+    "_HOUR": HOUR,
     "_Decimal": Decimal,
     "_infer_stage": infer_stage,
     "_lower": ascii_lower,
@@ -95,6 +103,7 @@ class CodeGen:
         self.reads = reads
         self.lists = lists
         self.prologue: list[str] = []
+        self.client_fields: list[tuple[str, str]] = []  # (local, field) read from the client record
         self.names: dict[tuple[str, ...], str] = {}  # dotted name -> local variable
         self.constants: dict[str, Any] = {}
         self._const_ids: dict[Any, str] = {}
@@ -110,6 +119,19 @@ class CodeGen:
             self._const_ids[key] = name
             self.constants[name] = value
         return self._const_ids[key]
+
+    def client_block(self) -> list[str]:
+        """Read every client field the code uses in one C call (``itemgetter``); a record that
+        lacks one of them (a partial test record) takes the ``.get`` path instead."""
+        record = self.reads.roots["client"]
+        if not self.client_fields:
+            return []
+        gets = [f"{var} = {record}.get({name!r})" for var, name in self.client_fields]
+        if len(self.client_fields) == 1:
+            return gets
+        getter = self.constant(itemgetter(*(name for _, name in self.client_fields)), "_G")
+        targets = ", ".join(var for var, _ in self.client_fields)
+        return ["try:", f"    {targets} = {getter}({record})", "except (KeyError, TypeError):", *("    " + g for g in gets)]
 
     def _literal(self, value: Any) -> str:
         """Inline a plain value; anything else becomes a named constant."""
@@ -146,14 +168,15 @@ class CodeGen:
             return [f"{var} = {roots[parts[0]]}"]
         root, name = parts
         record = roots.get(root, root)
-        if root == "client":
+        if root == "client":  # fetched all at once (see client_block); here only what follows
+            self.client_fields.append((var, name))
+            after = []
             if name == "stage":
-                return [f"{var} = {record}.get('stage')", f"if {var} is None: {var} = _infer_stage({record})"]
+                after.append(f"if {var} is None: {var} = _infer_stage({record})")
             default = self.reads.defaults.get(name)
             if default is not None:  # a default fills a missing key and a null alike
-                fetch = f"{record}.get({name!r})"
-                return [f"{var} = {fetch}", f"if {var} is None: {var} = {self._literal(default)}", *self._normalise(var, node.type)]
-            fetch = f"{record}.get({name!r})"
+                after.append(f"if {var} is None: {var} = {self._literal(default)}")
+            return [*after, *self._normalise(var, node.type)]
         elif root == "trading":
             otherwise = f"{roots['client']}.get('balance', 0)" if name == "balance" else "None"
             fetch = f"({record}.get({name!r}) if {record} is not None else {otherwise})"
@@ -167,10 +190,10 @@ class CodeGen:
     def _normalise(var: str, type_: Type | None) -> list[str]:
         if type_ is None:
             return []
-        if type_.base == "timestamp":  # the common case (an aware datetime) without a call
+        if type_.base == "timestamp":  # the common case (an aware datetime): one subtraction, no call
             return [
-                f"if {var}.__class__ is _datetime and {var}.tzinfo is not None: {var} = {var}.timestamp()",
-                f"elif {var} is not None and {var}.__class__ is not float: {var} = _to_epoch({var})",
+                f"if {var}.__class__ is _datetime and {var}.tzinfo is not None: {var} = {var} - _EPOCH",
+                f"elif {var} is not None and {var}.__class__ is not _timedelta: {var} = _to_stamp({var})",
             ]
         if type_.base == "number":
             return [f"if {var}.__class__ is _Decimal: {var} = float({var})"]
@@ -201,10 +224,12 @@ class CodeGen:
         return method(node)
 
     def gen_Literal(self, node: ast.Literal) -> str:
+        if isinstance(node.value, timedelta):  # a folded duration
+            return self.constant(node.value, "_D")
         return repr(node.value)
 
     def gen_Duration(self, node: ast.Duration) -> str:
-        return repr(node.seconds)
+        return self.constant(node.delta, "_D")
 
     def gen_ListLit(self, node: ast.ListLit) -> str:
         if all(isinstance(item, ast.Literal) for item in node.items):
@@ -216,8 +241,9 @@ class CodeGen:
 
     def gen_Window(self, node: ast.Window) -> str:
         self.uses_now = True
-        shift = node.shift.seconds if node.shift is not None else 0.0
-        call = f"window({node.source!r}, {node.metric!r}, now, {node.length.seconds!r}, {shift!r})"
+        length = self.constant(node.length.delta, "_D")
+        shift = self.constant(node.shift.delta if node.shift is not None else timedelta(0), "_D")
+        call = f"window({node.source!r}, {node.metric!r}, now, {length}, {shift})"
         return f"(None if window is None else {call})"
 
     def gen_Neg(self, node: ast.Neg) -> str:
@@ -257,7 +283,7 @@ class CodeGen:
         if op == "%":
             return self._null_guarded((node.left, node.right), lambda a: f"_mod({a[0]}, {a[1]})")
         if op == "/":
-            return self._null_guarded((node.left, node.right), lambda a: f"{a[0]} / {a[1]}", extra="{1} == 0")
+            return self._null_guarded((node.left, node.right), lambda a: f"{a[0]} / {a[1]}", extra="not {1}")
         return self._null_guarded((node.left, node.right), lambda a: f"{a[0]} {op} {a[1]}")
 
     def gen_Compare(self, node: ast.Compare) -> str:
@@ -315,12 +341,12 @@ class CodeGen:
         func, args = node.func, node.args
         if func in ("days_since", "hours_since"):
             self.uses_now = True
-            unit = 86400.0 if func == "days_since" else 3600.0
-            return self._null_guarded(args, lambda a: f"(now - {a[0]}) / {unit!r}")
+            unit = "_DAY" if func == "days_since" else "_HOUR"
+            return self._null_guarded(args, lambda a: f"(now - {a[0]}) / {unit}")
         if func == "coalesce":
             return self._coalesce(list(args))
         builders: dict[str, Callable[[list[str]], str]] = {
-            "days_between": lambda a: f"({a[1]} - {a[0]}) / 86400.0",
+            "days_between": lambda a: f"({a[1]} - {a[0]}) / _DAY",
             "lower": lambda a: f"_lower({a[0]})",
             "upper": lambda a: f"_upper({a[0]})",
             "len": lambda a: f"len({a[0]})",
@@ -356,12 +382,22 @@ class CodeGen:
 _NOT_LITERAL = object()
 
 
+_ARITHMETIC_OF_NUMBERS = re.compile(r"[\s()+\-*0-9.]+")
+
+
 def _literal(code: str) -> Any:
-    """The value of generated code that is a plain literal, else ``_NOT_LITERAL``."""
+    """The value of generated code that is a constant (a literal, or arithmetic on number
+    literals such as ``(-(-0))``), else ``_NOT_LITERAL``."""
     try:
         return literal_eval(code)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _NOT_LITERAL
+        pass
+    if _ARITHMETIC_OF_NUMBERS.fullmatch(code):  # our own code, made of digits and operators only
+        try:
+            return eval(code, {"__builtins__": {}})
+        except (ArithmeticError, SyntaxError, ValueError, MemoryError, RecursionError):
+            return _NOT_LITERAL
+    return _NOT_LITERAL
 
 
 def _is_none(code: str, negate: bool = False) -> str:
@@ -396,7 +432,8 @@ def build_function(
     """
     inner = [*head]
     if gen.uses_now:
-        inner.append("if now.__class__ is not float: now = _now(now)")
+        inner.append("if now.__class__ is not _timedelta: now = _now(now)")
+    inner.extend(gen.client_block())
     inner.extend(gen.prologue)
     inner.extend(body)
     if on_error is None:

@@ -209,7 +209,7 @@ class RuleSet:
         triggers that hold, for one client context; pure, no store, no side effects.
 
         ``context``: ``client`` (any mapping), optional ``ib``, ``trading``, ``events``
-        (history for activity windows) and ``now`` (aware datetime or epoch seconds).
+        (history for activity windows) and ``now`` (aware datetime, epoch seconds or ISO text).
         """
         return self._evaluate(context)  # type: ignore[no-any-return]
 

@@ -6,15 +6,21 @@ dialect is a row of :data:`DIALECT_SQL` (as sqlglot's ``TRANSFORMS``), not an
 ``if`` chain. What SQL cannot express exactly raises :class:`SqlUnsupported`
 (``E400``) at the construct's position; there is never a silent fall-back.
 
-Run-time conventions are those of :mod:`crmcore.rules.values`: timestamps are
-float epoch seconds, so a store's resolver turns its date-time columns into
-seconds with :func:`epoch_seconds`; booleans are 0/1 on SQLite and ``boolean``
-on PostgreSQL. Every comparison is two-valued (never NULL), as in the language;
+Run-time conventions are those of :mod:`crmcore.rules.values`, in integers: a
+timestamp is a BIGINT of microseconds since the Unix epoch and a duration a
+BIGINT of microseconds, so a store's resolver turns its date-time columns into
+microseconds with :func:`epoch_micros`, and ``now`` and duration literals are
+bound BIGINTs; booleans are 0/1 on SQLite and ``boolean`` on PostgreSQL. Every comparison is two-valued (never NULL), as in the language;
 the compiler trusts the checker's types, so a store must never hold NULL in a
 field whose type is not nullable.
 
 Exactness, case by case: ``/`` casts both sides to double and ``/ 0``, ``% 0``
-are NULL (NULLIF); ``round(x)`` is ``trunc(2x) - trunc(x)``, which is half away
+are NULL (NULLIF); time arithmetic (``t - t``, ``t ± d``, ``d ± d``, ``d * int``)
+is exact bigint arithmetic, and ``days_since``/``hours_since``/``days_between``
+and ``d / d`` are one double division of the microsecond counts, which equals
+Python's correctly rounded ``int / int`` while the counts stay below 2**53
+(285 years); ``d * number`` and ``d / number`` round half to even in Python,
+which SQL cannot reproduce simply, so they are refused unless constant (folded); ``round(x)`` is ``trunc(2x) - trunc(x)``, which is half away
 from zero with no rounding step of its own (``floor(x + 0.5)`` is wrong for
 0.49999999999999994); strings order by code point (``COLLATE "C"`` /
 ``BINARY``); ``lower``/``upper`` touch ASCII only; ``matches`` calls Python's
@@ -28,10 +34,9 @@ same everywhere.
 from __future__ import annotations
 
 import operator
-import re
-import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -49,9 +54,15 @@ from crmcore.rules import ast
 from crmcore.rules.diagnostics import Code, Diagnostic, Origin, RuleError
 from crmcore.rules.interpreter import regex
 from crmcore.rules.optimizer import constant_value, is_constant
+from crmcore.rules.sqlregex import RegexRefused, to_postgres
 from crmcore.rules.types import Type
+from crmcore.rules.values import to_stamp
 
 SQL = ColumnElement[Any]
+
+MICROSECOND: Final = timedelta(microseconds=1)
+_MICROS_PER_DAY: Final = 86_400_000_000
+_MICROS_PER_HOUR: Final = 3_600_000_000
 
 SQLITE_REGEX_FUNCTION: Final = "crmcore_regexp_search"
 
@@ -99,11 +110,11 @@ class Resolver(Protocol):
     """How the compiler reaches the data: a field as a SQL expression, an activity window as one."""
 
     def column(self, name: ast.Name) -> SQL:
-        """``client.country`` -> SQL; timestamps as float epoch seconds (see :func:`epoch_seconds`)."""
+        """``client.country`` -> SQL; timestamps as BIGINT epoch microseconds (see :func:`epoch_micros`)."""
         ...
 
-    def window(self, node: ast.Window, now: float) -> SQL:
-        """``deposits.count(30d)`` at ``now`` -> SQL; may raise :class:`SqlUnsupported`."""
+    def window(self, node: ast.Window, now: timedelta) -> SQL:
+        """``deposits.count(30d)`` at ``now`` (a stamp) -> SQL; may raise :class:`SqlUnsupported`."""
         ...
 
 
@@ -114,11 +125,13 @@ _LOWER = _UPPER.lower()
 
 # construct name -> dialect -> template over the rendered arguments {0}, {1}, ...
 DIALECT_SQL: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "epoch_seconds": {
-        # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff': exact microseconds, then one division
-        "sqlite": "((CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
-        " + CAST(substr(substr({0}, 21) || '000000', 1, 6) AS INTEGER)) / 1000000.0)",
-        "postgresql": "CAST(EXTRACT(EPOCH FROM {0}) AS DOUBLE PRECISION)",
+    "epoch_micros": {
+        # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds (floored, also before
+        # 1970) times 10**6 plus the fraction's digits, all integers
+        "sqlite": "(CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
+        " + CAST(substr(substr({0}, 21) || '000000', 1, 6) AS INTEGER))",
+        # EXTRACT gives numeric on PostgreSQL 14+: exact, so the product is an integer
+        "postgresql": "CAST(EXTRACT(EPOCH FROM {0}) * 1000000 AS BIGINT)",
     },
     "codepoint": {"sqlite": "(({0}) COLLATE BINARY)", "postgresql": '(({0}) COLLATE "C")'},
     "ascii_lower": {"sqlite": "lower({0})", "postgresql": f"translate({{0}}, '{_UPPER}', '{_LOWER}')"},
@@ -158,7 +171,7 @@ def _construct(name: str, result: TypeEngine[Any]) -> type[_DialectConstruct]:
     return cls
 
 
-EpochSeconds = _construct("epoch_seconds", sa.Double())
+EpochMicros = _construct("epoch_micros", sa.BigInteger())
 CodePoint = _construct("codepoint", sa.String())
 AsciiLower = _construct("ascii_lower", sa.String())
 AsciiUpper = _construct("ascii_upper", sa.String())
@@ -172,13 +185,26 @@ Greatest = _construct("greatest", sa.Double())
 RegexSearch = _construct("regex_search", sa.Boolean())
 
 
-def epoch_seconds(column: SQL) -> SQL:
-    """A date-time column as float epoch seconds, equal to Python's ``datetime.timestamp()``.
+def epoch_micros(column: SQL) -> SQL:
+    """A date-time column as BIGINT microseconds since the epoch, equal to ``values.to_stamp`` exactly.
 
-    PostgreSQL: ``timestamptz`` gives absolute seconds and ``timestamp`` its
-    nominal (UTC) seconds. SQLite: the text SQLAlchemy stores, read as UTC.
+    PostgreSQL (14+): ``timestamptz`` gives absolute microseconds and ``timestamp``
+    its nominal (UTC) ones. SQLite: the text SQLAlchemy stores, read as UTC.
     """
-    return EpochSeconds(column)
+    return EpochMicros(column)
+
+
+def micros(value: timedelta) -> int:
+    """A stamp or duration as integer microseconds (exact)."""
+    return value // MICROSECOND
+
+
+def stamp_of(now: datetime | timedelta) -> timedelta:
+    """A clock reading as a stamp: a stamp as is, an aware (or naive = UTC) datetime converted."""
+    stamp = now if isinstance(now, timedelta) else to_stamp(now)
+    if stamp is None:
+        raise TypeError("now must be a datetime or a stamp, not None")
+    return stamp
 
 
 def sql_type(t: Type | None) -> TypeEngine[Any]:
@@ -191,8 +217,8 @@ _SQL_TYPES: Mapping[str, TypeEngine[Any]] = MappingProxyType({
     "bool": sa.Boolean(),
     "int": sa.BigInteger(),
     "number": sa.Double(),
-    "duration": sa.Double(),
-    "timestamp": sa.Double(),
+    "duration": sa.BigInteger(),
+    "timestamp": sa.BigInteger(),
     "string": sa.String(),
 })
 
@@ -209,6 +235,8 @@ def literal(value: Any, t: Type | None = None) -> SQL:
         return sa.literal(value, sa.Double())
     if isinstance(value, str):
         return sa.literal(value, sa.String())
+    if isinstance(value, timedelta):  # a stamp or a duration
+        return sa.literal(micros(value), sa.BigInteger())
     raise TypeError(f"no SQL literal for {value!r}")
 
 
@@ -273,7 +301,7 @@ COMPARISONS: Mapping[str, Callable[[SQL, SQL], SQL]] = MappingProxyType({
 })
 
 _ORDERING = frozenset({"<", "<=", ">", ">="})
-_SINCE: Mapping[str, float] = MappingProxyType({"days_since": 86400.0, "hours_since": 3600.0})
+_SINCE: Mapping[str, int] = MappingProxyType({"days_since": _MICROS_PER_DAY, "hours_since": _MICROS_PER_HOUR})
 
 
 def _nullable(node: ast.Node) -> bool:
@@ -326,9 +354,14 @@ def _fn_contains(args: Sequence[SQL], call: ast.Call) -> SQL:
     return StrPosition(s, p) > literal(0)
 
 
+def _per(micros_sql: SQL, unit: int) -> SQL:
+    """Microseconds per unit as a double: int -> double is exact below 2**53, then one IEEE division."""
+    return _float(micros_sql) / literal(float(unit))
+
+
 def _fn_days_between(args: Sequence[SQL], call: ast.Call) -> SQL:
     a, b = args
-    return (b - a) / literal(86400.0)
+    return _per(b - a, _MICROS_PER_DAY)
 
 
 FUNCTIONS: Mapping[str, Callable[[Sequence[SQL], ast.Call], SQL]] = MappingProxyType({
@@ -347,179 +380,6 @@ FUNCTIONS: Mapping[str, Callable[[Sequence[SQL], ast.Call], SQL]] = MappingProxy
 })
 
 
-# --- regex: the subset whose meaning is the same in Python (re.ASCII) and PostgreSQL --------
-
-class RegexRefused(Exception):
-    """A pattern outside the subset PostgreSQL matches exactly as Python does."""
-
-
-_REPEAT = re.compile(r"\{(\d*)(,(\d*))?\}")
-_PUNCTUATION = frozenset(string.punctuation + " ")
-PG_DUPMAX = 255  # PostgreSQL's largest repeat count
-
-
-class _RegexTranslator:
-    """Python ``re.ASCII`` pattern -> PostgreSQL ARE with the same set of matching strings.
-
-    Python's ``.`` excludes a newline and its ``$`` also matches before a final
-    newline; PostgreSQL's do neither, so they become ``[^\n]`` and ``(?=\n?$)``.
-    Anything else that differs, or might, is refused.
-    """
-
-    def __init__(self, pattern: str):
-        self.pattern = pattern
-        self.i = 0
-        self.icase = False
-
-    def translate(self) -> str:
-        prefix = ""
-        if self.pattern.startswith("(?i)"):
-            self.icase, self.i, prefix = True, 4, "(?i)"
-        body = self.alternation()
-        if self.i < len(self.pattern):
-            raise RegexRefused(f"unbalanced ')' at {self.i}")
-        return prefix + body
-
-    def peek(self, ahead: int = 0) -> str:
-        at = self.i + ahead
-        return self.pattern[at] if at < len(self.pattern) else ""
-
-    def alternation(self) -> str:
-        branches = [self.sequence()]
-        while self.peek() == "|":
-            self.i += 1
-            branches.append(self.sequence())
-        return "|".join(branches)
-
-    def sequence(self) -> str:
-        out: list[str] = []
-        while self.peek() not in ("", "|", ")"):
-            atom, repeatable = self.atom()
-            repeat = self.repeat()
-            if repeat and not repeatable:
-                raise RegexRefused("a repeated anchor")
-            out.append(atom + repeat)
-        return "".join(out)
-
-    def atom(self) -> tuple[str, bool]:
-        ch = self.peek()
-        if ch == "(":
-            return self.group(), True
-        if ch == "[":
-            return self.char_class(), True
-        if ch == "\\":
-            return self.escape(in_class=False), True
-        self.i += 1
-        if ch == ".":
-            return "[^\\n]", True
-        if ch == "^":
-            return "^", False
-        if ch == "$":
-            return "(?=\\n?$)", False
-        if ch in "*+?{}]":
-            raise RegexRefused(f"'{ch}' where a character is expected (escape it)")
-        return ch, True
-
-    def group(self) -> str:
-        if self.pattern.startswith("(?:", self.i):
-            self.i += 3
-            opening = "(?:"
-        elif self.pattern.startswith("(?", self.i):
-            raise RegexRefused("'(?' groups other than '(?:' and a leading '(?i)'")
-        else:
-            self.i += 1
-            opening = "("
-        inner = self.alternation()
-        if self.peek() != ")":
-            raise RegexRefused("an unclosed group")
-        self.i += 1
-        return opening + inner + ")"
-
-    def repeat(self) -> str:
-        ch = self.peek()
-        if ch in ("*", "+", "?"):
-            self.i += 1
-            text = ch
-        elif ch == "{":
-            match = _REPEAT.match(self.pattern, self.i)
-            if match is None or (match.group(1) == "" and not match.group(3)):
-                raise RegexRefused("'{' that is not a repeat count such as {2,5}")
-            low = int(match.group(1) or 0)
-            high = None if match.group(2) and not match.group(3) else int(match.group(3) or low)
-            if max(low, high or 0) > PG_DUPMAX:
-                raise RegexRefused(f"repeat counts above {PG_DUPMAX}")
-            text = f"{{{low}}}" if not match.group(2) else f"{{{low},}}" if high is None else f"{{{low},{high}}}"
-            self.i = match.end()
-        else:
-            return ""
-        if self.peek() == "?":  # lazy: the same strings match, only the chosen span differs
-            self.i += 1
-            text += "?"
-        if self.peek() and self.peek() in "*+?{":
-            raise RegexRefused("possessive or repeated repeats")
-        return text
-
-    def escape(self, *, in_class: bool) -> str:
-        ch = self.peek(1)
-        self.i += 2
-        if ch in ("d", "w", "s", "n", "t", "r", "f", "v") or (ch in ("D", "W", "S") and not in_class):
-            return "\\" + ch
-        if ch and ch in _PUNCTUATION:
-            return "\\" + ch
-        raise RegexRefused(f"the escape '\\{ch}'")
-
-    def char_class(self) -> str:
-        self.i += 1
-        out = ["["]
-        if self.peek() == "^":
-            out.append("^")
-            self.i += 1
-        first = True
-        while True:
-            ch = self.peek()
-            if ch == "":
-                raise RegexRefused("an unclosed '['")
-            if ch == "]" and not first:
-                self.i += 1
-                return "".join(out) + "]"
-            if ch in "[]":
-                raise RegexRefused(f"'{ch}' inside a class (escape it)")
-            if ch + self.peek(1) in ("--", "&&", "~~", "||"):
-                raise RegexRefused(f"'{ch}{ch}' inside a class")
-            if ch == "\\":
-                out.append(self.escape(in_class=True))
-                if self.peek() == "-" and self.peek(1) != "]":
-                    raise RegexRefused("a range from an escape")
-            elif ch == "-" and not first and self.peek(1) != "]":
-                raise RegexRefused("a '-' that is neither a range nor first or last in a class")
-            elif self.peek(1) == "-" and self.peek(2) not in ("]", ""):
-                out.append(self.char_range(ch, self.peek(2)))
-            else:
-                out.append(ch)
-                self.i += 1
-            first = False
-
-    def char_range(self, low: str, high: str) -> str:
-        if high in "\\[]":
-            raise RegexRefused("a range to an escape or bracket")
-        if low > high:
-            raise RegexRefused(f"the empty range {low}-{high}")
-        letters = [c for c in string.ascii_letters if low <= c <= high]
-        same_case = low.islower() == high.islower() and low.isascii() and high.isascii() and low.isalpha() and high.isalpha()
-        if self.icase and letters and not same_case:
-            raise RegexRefused(f"the range {low}-{high} mixes letters and other characters under (?i)")
-        self.i += 3
-        return f"{low}-{high}"
-
-
-def to_postgres(pattern: str) -> str:
-    """A Python regex (``re.search`` with ``re.ASCII``) as a PostgreSQL regex with the same matches.
-
-    Raises :class:`RegexRefused` for a pattern outside the subset both engines agree on.
-    """
-    return _RegexTranslator(pattern).translate()
-
-
 # --- the compiler ---------------------------------------------------------------------------
 
 class SqlCompiler:
@@ -529,12 +389,12 @@ class SqlCompiler:
         self,
         resolver: Resolver,
         *,
-        now: float | None = None,
+        now: datetime | timedelta | None = None,
         lists: Mapping[str, tuple[Any, ...]] | None = None,
         origin: Origin | None = None,
     ):
         self.resolver = resolver
-        self.now = now
+        self.now = stamp_of(now) if now is not None else None
         self.lists: Mapping[str, tuple[Any, ...]] = lists or {}
         self.origin = origin
 
@@ -545,7 +405,7 @@ class SqlCompiler:
         """The SQL for a node's value (NULL where the language has null); constants are folded."""
         if not isinstance(node, _LEAVES) and is_constant(node):
             _, value = constant_value(node)
-            if value is None or isinstance(value, bool | int | float | str):
+            if value is None or isinstance(value, bool | int | float | str | timedelta):
                 return literal(value, node.type)
         method: Callable[[Any], SQL] = getattr(self, f"visit_{type(node).__name__}")
         try:
@@ -567,7 +427,7 @@ class SqlCompiler:
     def _now(self, node: ast.Node) -> SQL:
         if self.now is None:
             raise self.unsupported("'now' needs a clock: compile with now=...", node)
-        return literal(float(self.now))
+        return literal(self.now)
 
     # leaves ----------------------------------------------------------------------------------
 
@@ -575,7 +435,8 @@ class SqlCompiler:
         return literal(node.value, node.type)
 
     def visit_Duration(self, node: ast.Duration) -> SQL:
-        return literal(node.seconds)
+        _, value = constant_value(node)  # the interpreter's timedelta: exact microseconds
+        return literal(value, node.type)
 
     def visit_ListLit(self, node: ast.ListLit) -> SQL:
         raise self.unsupported("a list used as a value (lists may only follow 'in')", node)
@@ -608,7 +469,29 @@ class SqlCompiler:
         return combine(self.truth(node.left), self.truth(node.right))
 
     def visit_BinOp(self, node: ast.BinOp) -> SQL:
+        left, right = _base(node.left), _base(node.right)
+        if node.op in ("*", "/") and "duration" in (left, right) and not left == right == "duration":
+            return self._scale_duration(node)
         return ARITHMETIC[node.op](self.value(node.left), self.value(node.right))
+
+    def _scale_duration(self, node: ast.BinOp) -> SQL:
+        """``d * int``, ``int * d``: a bigint product. Python rounds ``d * number``, ``d / int`` and
+        ``d / number`` half to even, which SQL cannot simply reproduce: refused unless the factor
+        is a constant that needs no rounding (a whole number to multiply by, or null or 0 to divide by)."""
+        duration, factor = (node.left, node.right) if _base(node.left) == "duration" else (node.right, node.left)
+        constant, value = constant_value(factor)
+        if constant and (value is None or (node.op == "/" and value == 0)):
+            return literal(None, node.type)  # null, like the interpreter's division by zero
+        if node.op == "*":
+            if _base(factor) == "int":
+                return self.value(duration) * self.value(factor)
+            if constant and isinstance(value, int | float) and float(value).is_integer() and abs(value) < 2**53:
+                return self.value(duration) * literal(int(value))
+        verb = "multiplying" if node.op == "*" else "dividing"
+        raise self.unsupported(
+            f"{verb} a duration by a number cannot be computed exactly in SQL; write the duration directly",
+            node,
+        )
 
     def visit_Cond(self, node: ast.Cond) -> SQL:
         test = self.truth(node.test)
@@ -622,7 +505,7 @@ class SqlCompiler:
             return literal(None, node.type)  # every function but coalesce is null on a null argument
         if node.func in _SINCE:
             (arg,) = node.args
-            return (self._now(node) - self.value(arg)) / literal(_SINCE[node.func])
+            return _per(self._now(node) - self.value(arg), _SINCE[node.func])
         if node.func == "len" and node.args[0].type is not None and node.args[0].type.base == "list":
             return literal(len(self._list_values(node.args[0])))
         args = [self.value(arg) for arg in node.args]
@@ -690,9 +573,9 @@ class SqlCompiler:
             if not constant or not isinstance(value, tuple):
                 raise self.unsupported(f"the list '{_describe(node)}' has no SQL form (only literal and named lists do)", node)
             values = value
-        if not all(v is None or isinstance(v, bool | int | float | str) for v in values):
+        if not all(v is None or isinstance(v, bool | int | float | str | timedelta) for v in values):
             raise self.unsupported(f"the list '{_describe(node)}' holds values that are not scalars", node)
-        return values
+        return tuple(micros(v) if isinstance(v, timedelta) else v for v in values)
 
     def _matches(self, node: ast.Compare, text: SQL) -> SQL:
         pattern = node.right
@@ -703,6 +586,10 @@ class SqlCompiler:
         except RegexRefused as refused:
             raise self.unsupported(f"regex {pattern.value!r}: {refused}", pattern) from None
         return RegexSearch(text, literal(pattern.value), literal(translated))
+
+
+def _base(node: ast.Node) -> str | None:
+    return node.type.base if node.type is not None else None
 
 
 def _describe(node: ast.Node) -> str:
@@ -724,13 +611,14 @@ def compile_expression(
     node: ast.Node,
     resolver: Resolver,
     *,
-    now: float | None = None,
+    now: datetime | timedelta | None = None,
     lists: Mapping[str, tuple[Any, ...]] | None = None,
     origin: Origin | None = None,
 ) -> SQL:
     """The SQL value of any typed expression (NULL where the language gives null).
 
-    Raises :class:`SqlUnsupported` for a construct SQL cannot express exactly.
+    ``now`` is an aware datetime (naive = UTC) or a stamp; timestamps and durations
+    come out as BIGINT microseconds. Raises :class:`SqlUnsupported` for a construct SQL cannot express exactly.
     """
     compiler = SqlCompiler(resolver, now=now, lists=lists, origin=origin)
     return sa.type_coerce(compiler.value(node), sql_type(node.type))
@@ -740,7 +628,7 @@ def compile_condition(
     node: ast.Node,
     resolver: Resolver,
     *,
-    now: float | None = None,
+    now: datetime | timedelta | None = None,
     lists: Mapping[str, tuple[Any, ...]] | None = None,
     origin: Origin | None = None,
 ) -> SQL | Always | Never:
@@ -763,22 +651,22 @@ def compile_condition(
 class TableResolver:
     """Fields as columns, by dotted name (``{"client.country": clients.c.country}``).
 
-    Date-time columns are read as epoch seconds. Windows are not available unless
-    ``windows`` maps ``(source, metric)`` to a function building their SQL.
+    Date-time columns are read as epoch microseconds. Windows are not available unless
+    ``windows`` maps ``(source, metric)`` to a function building their SQL at ``now`` (a stamp).
     """
 
     columns: Mapping[str, SQL]
-    windows: Mapping[tuple[str, str], Callable[[ast.Window, float], SQL]] | None = None
+    windows: Mapping[tuple[str, str], Callable[[ast.Window, timedelta], SQL]] | None = None
 
     def column(self, name: ast.Name) -> SQL:
         column = self.columns.get(name.dotted)
         if column is None:
             raise SqlUnsupported(f"'{name.dotted}' is not a column here")
         if isinstance(column.type, sa.DateTime):
-            return epoch_seconds(column)
+            return epoch_micros(column)
         return column
 
-    def window(self, node: ast.Window, now: float) -> SQL:
+    def window(self, node: ast.Window, now: timedelta) -> SQL:
         build = (self.windows or {}).get((node.source, node.metric))
         if build is None:
             raise SqlUnsupported(f"activity window '{node.source}.{node.metric}' is not available here")
@@ -829,8 +717,10 @@ __all__ = [
     "TableResolver",
     "compile_condition",
     "compile_expression",
-    "epoch_seconds",
+    "epoch_micros",
     "install_sqlite_functions",
     "literal",
+    "micros",
     "sql_type",
+    "stamp_of",
 ]

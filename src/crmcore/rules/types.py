@@ -1,8 +1,8 @@
 """The language's types: ``bool int number string timestamp duration list<T>`` and ``T?``.
 
-At run time (Python and SQL alike) a timestamp is float epoch seconds (UTC) and
-a duration is float seconds; a ``record`` is a root such as ``ib`` that can only
-be tested against ``null``.
+Time is exact to the microsecond at run time (see values.py: a timestamp is a
+``timedelta`` since the epoch in Python, BIGINT microseconds in SQL); a ``record``
+is a root such as ``ib`` that can only be tested against ``null``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
 """Run-time values and the few operations whose meaning must be identical on every back end.
 
 Conventions (shared by the interpreter, the Python compiler and the SQL compiler):
-a timestamp is float epoch seconds (UTC), a duration is float seconds, null is
-``None``; ``lower``/``upper`` change ASCII letters only and ``round`` rounds half
-away from zero, so that Python, SQLite and PostgreSQL agree whatever the locale.
+time is exact to the microsecond. In Python a timestamp is a *stamp*, the
+``timedelta`` since the Unix epoch (UTC), and a duration is a ``timedelta``; in
+SQL both are BIGINT microseconds. Null is ``None``; ``lower``/``upper`` change
+ASCII letters only and ``round`` rounds half away from zero, so that Python,
+SQLite and PostgreSQL agree whatever the locale.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,27 +20,34 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def to_epoch(value: Any) -> float | None:
-    """A host's timestamp (aware/naive-UTC datetime, epoch seconds, ISO 8601 text) as epoch seconds."""
-    if value is None:
-        return None
-    cls = value.__class__
-    if cls is float:
-        return value  # type: ignore[no-any-return]
-    if cls is int:
-        return float(value)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NAIVE_EPOCH = datetime(1970, 1, 1)
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def to_stamp(value: Any) -> timedelta | None:
+    """A host's timestamp as a stamp (the exact ``timedelta`` since the epoch): an aware
+    datetime, a naive one (taken as UTC), epoch seconds, or ISO 8601 text."""
+    if value is None or value.__class__ is timedelta:
+        return value
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        seconds: float = value.timestamp()
-        return seconds
+        return value - (EPOCH if value.tzinfo is not None else NAIVE_EPOCH)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+        return datetime(value.year, value.month, value.day) - NAIVE_EPOCH
     if isinstance(value, str):
-        return to_epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
-        return float(value)  # Decimal, numpy scalars and other number types
+        return to_stamp(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return timedelta(seconds=float(value)) if not isinstance(value, int) else timedelta(seconds=value)
     raise TypeError(f"not a timestamp: {value!r}")
+
+
+def stamp_to_datetime(stamp: timedelta) -> datetime:
+    """A stamp back as an aware UTC datetime."""
+    return EPOCH + stamp
 
 
 def to_number(value: Any) -> Any:
@@ -46,10 +55,6 @@ def to_number(value: Any) -> Any:
     if value.__class__ is Decimal:
         return float(value)
     return value
-
-
-def from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def ascii_lower(text: str) -> str:
@@ -68,8 +73,9 @@ def mod(a: int, b: int) -> int | None:
     return r if a >= 0 else -r
 
 
-def divide(a: float, b: float) -> float | None:
-    if b == 0:
+def divide(a: Any, b: Any) -> Any:
+    """``a / b``, null when ``b`` is zero (0, 0.0 or a zero duration)."""
+    if not b:
         return None
     return a / b
 

@@ -9,9 +9,10 @@ empty window are 0. Deposits and ``withdrawals.sum`` count completed operations,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
-from crmcore.rules.values import to_epoch, to_number
+from crmcore.rules.values import to_number, to_stamp
 
 # (source, metric) -> (event type, required status or None, field summed or None for a count)
 WINDOW_SPECS: dict[tuple[str, str], tuple[str, str | None, str | None]] = {
@@ -30,12 +31,13 @@ WINDOW_SPECS: dict[tuple[str, str], tuple[str, str | None, str | None]] = {
 
 DEFAULT_STATUS = {"deposit": "completed"}
 
-WindowFn = Callable[[str, str, float, float, float], Any]
-"""``(source, metric, now, length, shift) -> value``: how compiled rules read activity."""
+WindowFn = Callable[[str, str, timedelta, timedelta, timedelta], Any]
+"""``(source, metric, now, length, shift) -> value``: how compiled rules read activity
+(``now`` a stamp, ``length`` and ``shift`` durations; see values.py)."""
 
 
 def window_value(
-    events: Iterable[Mapping[str, Any]], source: str, metric: str, now: float, length: float, shift: float
+    events: Iterable[Mapping[str, Any]], source: str, metric: str, now: timedelta, length: timedelta, shift: timedelta
 ) -> int | float:
     event_type, status, summed = WINDOW_SPECS[(source, metric)]
     high = now - shift
@@ -46,7 +48,7 @@ def window_value(
             continue
         if status is not None and event.get("status", DEFAULT_STATUS.get(event_type)) != status:
             continue
-        at = to_epoch(event.get("at"))
+        at = to_stamp(event.get("at"))
         if at is None or not (low < at <= high):
             continue
         if summed is None:
@@ -60,7 +62,7 @@ def from_events(events: Iterable[Mapping[str, Any]] | None) -> WindowFn:
     """A window function over a list of event records (rule tests, ``rules.evaluate``)."""
     history = list(events or ())
 
-    def window(source: str, metric: str, now: float, length: float, shift: float) -> Any:
+    def window(source: str, metric: str, now: timedelta, length: timedelta, shift: timedelta) -> Any:
         return window_value(history, source, metric, now, length, shift)
 
     return window
