@@ -186,3 +186,17 @@ def test_a_default_fills_a_null_as_well_as_a_missing_key(spec_rules: crmcore.Rul
     case = spec_case()
     case["client"]["email_clicks"] = None  # default 0: the `engaged` rule does not hold
     assert spec_rules.evaluate(case).scores["lead"] == 53
+
+
+def test_missing_now_is_named_on_the_first_call_too() -> None:
+    rules = crmcore.loads("triggers:\n  - {name: t, when: 'days_since(client.registered_at) > 1', queue: q}\n")
+    with pytest.raises(EvaluationError, match="no 'now'"):
+        rules.evaluate({"client": {"registered_at": NOW}})
+
+
+def test_now_given_once_is_reused_and_a_new_now_is_seen() -> None:
+    rules = crmcore.loads("triggers:\n  - {name: old, when: 'days_since(client.registered_at) >= 2', queue: q}\n")
+    client = {"registered_at": NOW - timedelta(days=1)}
+    assert rules.evaluate({"client": client, "now": NOW}).triggers == []
+    assert rules.evaluate({"client": client, "now": NOW + timedelta(days=1)}).triggers == ["old"]
+    assert rules.evaluate({"client": client, "now": NOW}).triggers == []

@@ -41,20 +41,18 @@ _SIMPLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|
 class _NowCache:
     """The last ``now`` converted: a batch usually shares one ``now`` object (a scan, a backtest).
 
-    One pair swapped atomically, so concurrent callers only ever miss, never mix values.
+    ``last`` holds one ``(value, stamp)`` pair, swapped atomically, so concurrent callers only
+    ever miss, never mix values. The generated code reads it inline and calls only on a miss.
     """
 
     __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.last: tuple[Any, timedelta] = (None, timedelta(0))
+        self.last: tuple[Any, timedelta] = (object(), timedelta(0))  # matches no caller's `now`
 
     def __call__(self, value: Any) -> timedelta:
         if value is None:
             raise EvaluationError("the rules use 'now' (days_since, windows, ...) but the context has no 'now'")
-        last = self.last
-        if value is last[0]:
-            return last[1]
         stamp = to_stamp(value)
         assert stamp is not None
         self.last = (value, stamp)
@@ -432,7 +430,9 @@ def build_function(
     """
     inner = [*head]
     if gen.uses_now:
-        inner.append("if now.__class__ is not _timedelta: now = _now(now)")
+        inner.append("_last = _now.last")
+        inner.append("if now is _last[0]: now = _last[1]")
+        inner.append("elif now.__class__ is not _timedelta: now = _now(now)")
     inner.extend(gen.client_block())
     inner.extend(gen.prologue)
     inner.extend(body)

@@ -101,6 +101,16 @@ class RouteTarget(NamedTuple):
     agent: str | None
 
 
+def _field(index: int, doc: str) -> Any:
+    """A read-only field of a tuple subclass: CPython's C-level getter (what namedtuple uses)
+    where it exists, else a property."""
+    try:
+        from collections import _tuplegetter  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - other Pythons
+        return property(itemgetter(index), doc=doc)
+    return _tuplegetter(index, doc)
+
+
 class Evaluation(tuple):  # type: ignore[type-arg]
     """The outcome of ``rules.evaluate``: scores, bands, breakdowns, route and triggers.
 
@@ -110,12 +120,10 @@ class Evaluation(tuple):  # type: ignore[type-arg]
 
     __slots__ = ()
 
-    scores: dict[str, float] = property(itemgetter(0))  # type: ignore[assignment]
-    bands: dict[str, str | None] = property(itemgetter(1))  # type: ignore[assignment]
-    route: RouteTarget | None = property(itemgetter(3))  # type: ignore[assignment]
-    """The first registration rule that matched, with its target (no agent is picked)."""
-    triggers: list[str] = property(itemgetter(4))  # type: ignore[assignment]
-    """Names of the condition triggers (no ``on:``) that hold."""
+    scores: dict[str, float] = _field(0, "Each score's value.")  # type: ignore[assignment]
+    bands: dict[str, str | None] = _field(1, "Each score's band.")  # type: ignore[assignment]
+    route: RouteTarget | None = _field(3, "The first registration rule that matched, with its target (no agent is picked).")  # type: ignore[assignment]
+    triggers: list[str] = _field(4, "Names of the condition triggers (no ``on:``) that hold.")  # type: ignore[assignment]
 
     @property
     def breakdown(self) -> dict[str, dict[str, float]]:
