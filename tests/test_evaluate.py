@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -200,3 +200,32 @@ def test_now_given_once_is_reused_and_a_new_now_is_seen() -> None:
     assert rules.evaluate({"client": client, "now": NOW}).triggers == []
     assert rules.evaluate({"client": client, "now": NOW + timedelta(days=1)}).triggers == ["old"]
     assert rules.evaluate({"client": client, "now": NOW}).triggers == []
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda t: t,
+        lambda t: t.replace(tzinfo=None),
+        lambda t: t.timestamp(),
+        lambda t: t.isoformat(),
+        lambda t: t.astimezone(timezone(timedelta(hours=-5))),
+    ],
+    ids=["aware-utc", "naive", "epoch", "iso", "other-zone"],
+)
+def test_client_timestamps_of_any_form_mean_the_same_instant(spec_rules: crmcore.RuleSet, convert: Any) -> None:
+    case = spec_case()
+    case["client"]["registered_at"] = convert(case["client"]["registered_at"])
+    case["client"]["kyc_submitted_at"] = convert(case["client"]["kyc_submitted_at"])
+    case["client"]["last_trade_at"] = None
+    ev = spec_rules.evaluate(case)
+    assert ev.scores["lead"] == 60 and "fast_kyc" in ev.breakdown["lead"]
+
+
+def test_exactly_24_hours_is_24h_whatever_the_microseconds() -> None:
+    rules = crmcore.loads("scores:\n  s:\n    rules: [{name: fast, when: 'client.kyc_submitted_at - client.registered_at <= 24h', points: 1}]\n")
+    registered = datetime(2026, 3, 1, 10, 0, 0, 123457, tzinfo=UTC)
+    client = {"registered_at": registered, "kyc_submitted_at": registered + timedelta(hours=24)}
+    assert rules.evaluate({"client": client}).scores["s"] == 1
+    client["kyc_submitted_at"] += timedelta(microseconds=1)
+    assert rules.evaluate({"client": client}).scores["s"] == 0

@@ -102,6 +102,7 @@ class CodeGen:
         self.lists = lists
         self.prologue: list[str] = []
         self.client_fields: list[tuple[str, str]] = []  # (local, field) read from the client record
+        self.client_stamps: list[str] = []  # client timestamp locals, converted in one block
         self.names: dict[tuple[str, ...], str] = {}  # dotted name -> local variable
         self.constants: dict[str, Any] = {}
         self._const_ids: dict[Any, str] = {}
@@ -130,6 +131,16 @@ class CodeGen:
         getter = self.constant(itemgetter(*(name for _, name in self.client_fields)), "_G")
         targets = ", ".join(var for var, _ in self.client_fields)
         return ["try:", f"    {targets} = {getter}({record})", "except (KeyError, TypeError):", *("    " + g for g in gets)]
+
+    def stamp_block(self) -> list[str]:
+        """Client timestamps to stamps: for aware datetimes one subtraction each; anything else
+        (naive, epoch seconds, text) makes a subtraction fail, and then every one of them
+        takes the general conversion (which leaves a finished stamp as it is)."""
+        if not self.client_stamps:
+            return []
+        fast = [f"    if {var} is not None: {var} = {var} - _EPOCH" for var in self.client_stamps]
+        slow = [f"    {var} = _to_stamp({var})" for var in self.client_stamps]
+        return ["try:", *fast, "except TypeError:", *slow]
 
     def _literal(self, value: Any) -> str:
         """Inline a plain value; anything else becomes a named constant."""
@@ -174,6 +185,9 @@ class CodeGen:
             default = self.reads.defaults.get(name)
             if default is not None:  # a default fills a missing key and a null alike
                 after.append(f"if {var} is None: {var} = {self._literal(default)}")
+            if node.type is not None and node.type.base == "timestamp":
+                self.client_stamps.append(var)  # converted together, see stamp_block
+                return after
             return [*after, *self._normalise(var, node.type)]
         elif root == "trading":
             otherwise = f"{roots['client']}.get('balance', 0)" if name == "balance" else "None"
@@ -435,6 +449,7 @@ def build_function(
         inner.append("elif now.__class__ is not _timedelta: now = _now(now)")
     inner.extend(gen.client_block())
     inner.extend(gen.prologue)
+    inner.extend(gen.stamp_block())
     inner.extend(body)
     if on_error is None:
         lines = [f"def {name}({params}):", *("    " + line for line in inner)]
