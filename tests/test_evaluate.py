@@ -229,3 +229,43 @@ def test_exactly_24_hours_is_24h_whatever_the_microseconds() -> None:
     assert rules.evaluate({"client": client}).scores["s"] == 1
     client["kyc_submitted_at"] += timedelta(microseconds=1)
     assert rules.evaluate({"client": client}).scores["s"] == 0
+
+
+def test_a_missing_required_field_is_an_error_even_where_null_would_pass() -> None:
+    rules = crmcore.loads("scores:\n  s:\n    rules: [{name: a, when: 'client.country != \"DE\"', points: 1}]\n")
+    with pytest.raises(EvaluationError, match=r"client\.country is required \(string\) but missing"):
+        rules.evaluate({"client": {}})
+    assert rules.evaluate({"client": {"country": "FR"}}).scores["s"] == 1
+
+
+def test_trading_balance_before_any_snapshot_is_the_client_balance() -> None:
+    rules = crmcore.loads("scores:\n  s:\n    rules: [{name: b, when: true, points: trading.balance}]\n")
+    assert rules.evaluate({"client": {"balance": 7}}).scores["s"] == 7
+    assert rules.evaluate({"client": {}, "trading": {}}).scores["s"] == 0
+    assert rules.evaluate({"client": {"balance": 7}, "trading": {"balance": 9}}).scores["s"] == 9
+
+
+@pytest.mark.parametrize("context", [None, [], {"client": []}, {"client": "x"}, {"client": {}, "ib": "IB1"}, {"client": {}, "trading": 3}])
+def test_a_malformed_context_is_an_evaluation_error(spec_rules: crmcore.RuleSet, context: Any) -> None:
+    with pytest.raises(EvaluationError):
+        spec_rules.evaluate(context)
+
+
+def test_evaluation_does_not_touch_the_host_record(spec_rules: crmcore.RuleSet) -> None:
+    from collections import defaultdict
+
+    client: defaultdict[str, Any] = defaultdict(lambda: None, spec_case()["client"])
+    before = dict(client)
+    assert spec_rules.evaluate({**spec_case(), "client": client}).scores["lead"] == 60
+    assert dict(client) == before
+
+
+def test_list_defaults_and_reserved_names(tmp_path: Any) -> None:
+    rules = crmcore.loads(
+        "schema:\n  client:\n    tags: {type: 'list<string>', default: [vip]}\n"
+        "scores:\n  s:\n    rules: [{name: a, when: '\"vip\" in client.tags', points: 1}]\n"
+    )
+    assert rules.evaluate({"client": {}}).scores["s"] == 1
+    for text in ["lists:\n  client: [a]\n", "lists:\n  now: [a]\n", "schema:\n  client:\n    and: string\n"]:
+        with pytest.raises(crmcore.RuleError):
+            crmcore.loads(text)

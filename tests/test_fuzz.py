@@ -87,7 +87,7 @@ def test_deep_nesting_is_refused_not_a_crash() -> None:
 
 
 def test_pathological_regex_is_refused_at_load_time() -> None:
-    for pattern in ["(a+)+$", "(a|a)+$", "(\\w+\\s?)*$", "(.*a){20}"]:
+    for pattern in ["(a+)+$", "(a|a)+$", "(\\w+\\s?)*$", "(.*a){20}", "^(a?){30}a{30}$", "(a{1,100}){1,100}$", "(\\w{1,100}\\s?){1,100}$"]:
         try:
             check_text(f"client.email matches '{pattern}'", ENV)
         except RuleError as err:
@@ -105,7 +105,20 @@ def test_mutated_rule_files_load_or_raise_rule_error(text: str) -> None:
     try:
         crmcore.loads(text, "scoring.yaml")
     except RuleError as err:
-        assert all(d.line >= 0 for d in err.diagnostics)
+        assert err.diagnostics and all(d.line >= 1 and d.column >= 1 and d.code for d in err.diagnostics)
+
+
+def test_hostile_yaml_is_refused_not_a_crash() -> None:
+    laughs = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)
+    )
+    for text in ["a: " + "[" * 100_000 + "]" * 100_000, "a: " + "{x: " * 5000 + "1" + "}" * 5000, laughs]:
+        try:
+            crmcore.loads(text)
+        except RuleError as err:
+            assert err.code == "E300"
+        else:
+            raise AssertionError("accepted")
 
 
 def test_rules_cannot_reach_python() -> None:

@@ -232,3 +232,14 @@ def test_spec_example_loads(spec_rules: crmcore.RuleSet) -> None:
     assert [r.name for r in spec_rules.routing["registration"]] == ["designated_manager", "ib_designated", "hot", "dach", "everyone_else"]
     assert spec_rules.triggers[0].cooldown == 14 * 86400
     assert spec_rules.warnings == []
+
+
+def test_a_file_named_twice_is_loaded_once(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    assert set(crmcore.load_rules([tmp_path, path]).agents) == {"m1", "a1"}
+
+
+def test_constant_arithmetic_out_of_range_is_refused() -> None:
+    with pytest.raises(RuleError) as info:
+        crmcore.loads("scores:\n  s:\n    rules: [{name: a, when: '2w * 9223372036854775807 > 1s', points: 1}]\n")
+    assert info.value.code == Code.BAD_STRING

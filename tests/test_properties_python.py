@@ -25,11 +25,10 @@ from tests.strategies import (
 
 
 def same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        if a is None or b is None:
-            return a is b
-        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
-    return (type(a) is type(b) and a == b) or (isinstance(a, int | float) and isinstance(b, int | float) and a == b and not isinstance(a, bool) and not isinstance(b, bool))
+    """Both sides are Python: the values must be identical, floats bit for bit."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
 
 
 @given(expressions(), client_rows(), nows())

@@ -415,8 +415,8 @@ class Checker:
         if _nested_repeat(parsed):
             raise CheckProblem(
                 Code.BAD_REGEX,
-                "regex repeats a group that itself repeats or has alternatives (like (a+)+ or (a|b)+): "
-                "it can take exponential time; use a character class such as [ab]+",
+                "regex repeats a group whose width varies (like (a+)+, (a|ab)+ or (a?){30}): "
+                "it can take exponential time; repeat only fixed-width groups or character classes ([ab]+)",
                 literal,
             )
 
@@ -454,47 +454,77 @@ class Checker:
         return replace(node, args=args, type=result)
 
 
-def _nested_repeat(parsed: Any, inside_repeat: bool = False) -> bool:
-    """Whether a regex can take exponential time: an unbounded repeat inside a repeat,
-    or a repeated group of alternatives (``(a|a)+``), whose paths can overlap."""
+def _nested_repeat(parsed: Any) -> bool:
+    """Whether a regex can take exponential (or high-polynomial) time: a group repeated more
+    than once whose width varies (``(a+)+``, ``(a|ab)+``, ``(a?){30}``, ``(\\w{1,9}\\s?){1,9}``).
+    Deliberately strict: only fixed-width groups may be repeated."""
     for op, arg in parsed:
         if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
             _low, high, sub = arg
-            unbounded = high == sre_constants.MAXREPEAT or high > 100
-            if inside_repeat and unbounded:
+            if high > 1 and _variable_width(sub):
                 return True
-            repeats = unbounded or high > 3
-            if repeats and _has_alternatives(sub):
+            if _nested_repeat(sub):
                 return True
-            if _nested_repeat(sub, inside_repeat or repeats):
-                return True
-        elif op == sre_constants.SUBPATTERN:
-            if _nested_repeat(arg[-1], inside_repeat):
-                return True
-        elif op == sre_constants.BRANCH:
-            if any(_nested_repeat(branch, inside_repeat) for branch in arg[1]):
-                return True
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT) and _nested_repeat(arg[1], inside_repeat):
+        elif any(_nested_repeat(child) for child in _children(op, arg)):
             return True
     return False
 
 
-def _has_alternatives(parsed: Any) -> bool:
+def _variable_width(parsed: Any) -> bool:
     for op, arg in parsed:
-        if op == sre_constants.BRANCH:
-            return True
-        if op == sre_constants.SUBPATTERN and _has_alternatives(arg[-1]):
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
+            if arg[0] != arg[1] or _variable_width(arg[2]):
+                return True
+        elif op == sre_constants.BRANCH or any(_variable_width(child) for child in _children(op, arg)):
             return True
     return False
+
+
+def _children(op: Any, arg: Any) -> list[Any]:
+    """The sub-patterns of a group, an alternation or an assertion."""
+    if op == sre_constants.SUBPATTERN:
+        return [arg[-1]]
+    if op == sre_constants.BRANCH:
+        return list(arg[1])
+    if op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+        return [arg[1]]
+    return []
+
+
+MAX_INT = 2**63 - 1
+
+
+def _check_constants(node: ast.Node, origin: Origin, problems: Collector) -> None:
+    """Constant arithmetic must stay in range on every back end (SQL's bigint, Python's timedelta)."""
+    from crmcore.rules.interpreter import Scope, evaluate
+    from crmcore.rules.optimizer import is_constant
+
+    for sub in node.walk():
+        if not isinstance(sub, ast.BinOp | ast.Neg | ast.Call) or not is_constant(sub):
+            continue
+        try:
+            value = evaluate(sub, Scope())
+        except (OverflowError, ValueError, ArithmeticError):
+            value = None
+            out_of_range = True
+        else:
+            out_of_range = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT
+        if out_of_range:
+            problems.error_at(Code.BAD_STRING, "this constant arithmetic is out of range", origin, sub.span.start)
+            return
 
 
 def check(node: ast.Node, env: Env, origin: Origin, problems: Collector) -> ast.Node:
     """Type one expression; errors go to ``problems`` and the result then holds ``error`` types."""
+    before = len(problems.diagnostics)
     try:
-        return Checker(env, origin, problems).check(node)
+        typed = Checker(env, origin, problems).check(node)
     except RecursionError:
         problems.error_at(Code.TOO_COMPLEX, "expression nested too deeply", origin, node.span.start)
         return node.with_type(ERROR)
+    if len(problems.diagnostics) == before:
+        _check_constants(typed, origin, problems)
+    return typed
 
 
 def check_text(text: str, env: Env | None = None, origin: Origin | None = None) -> ast.Node:

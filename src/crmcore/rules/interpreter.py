@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from crmcore.rules import ast
+from crmcore.rules.diagnostics import EvaluationError
 from crmcore.rules.schema import CLIENT_DEFAULTS
 from crmcore.rules.types import Type
 from crmcore.rules.values import (
@@ -74,13 +75,15 @@ def read_name(scope: Scope, node: ast.Name) -> Any:
         value = scope.client.get(name)
         if value is None:  # a default fills a missing key and a null alike
             value = scope.defaults.get(name)
+        if value is None and node.type is not None and not node.type.nullable:
+            raise missing_field(node.dotted, node.type)
     elif root == "ib":
         value = None if scope.ib is None else scope.ib.get(name)
     elif root == "trading":
-        if scope.trading is None:
-            value = scope.client.get("balance", 0) if name == "balance" else None
-        else:
-            value = scope.trading.get(name)
+        value = None if scope.trading is None else scope.trading.get(name)
+        if value is None and name == "balance":  # before any snapshot: the client's balance, 0
+            value = scope.client.get("balance")
+            value = 0 if value is None else value
     elif root == "agent":
         value = None if scope.agent is None else scope.agent.get(name)
     elif root == "event":
@@ -92,6 +95,11 @@ def read_name(scope: Scope, node: ast.Name) -> Any:
     else:  # pragma: no cover - the checker admits no other root
         raise KeyError(node.dotted)
     return normalise(value, node.type)
+
+
+def missing_field(dotted: str, type_: Type) -> EvaluationError:
+    """A field the schema says is never null, with no default, absent from the host's record."""
+    return EvaluationError(f"{dotted} is required ({type_}) but missing")
 
 
 def truthy(value: Any) -> bool:

@@ -20,21 +20,32 @@ from crmcore.rules import ast
 from crmcore.rules.checker import as_condition, as_number, check
 from crmcore.rules.diagnostics import Code, Collector, Diagnostic, RuleError, SourceFile
 from crmcore.rules.model import RuleFile
-from crmcore.rules.parser import parse
+from crmcore.rules.parser import KEYWORDS, parse
 from crmcore.rules.ruleset import Expr, RuleSet, build_ruleset
-from crmcore.rules.schema import CLIENT_DEFAULTS, CLIENT_FIELDS, EVENT_FIELDS, Env, client_fields
+from crmcore.rules.schema import (
+    CLIENT_DEFAULTS,
+    CLIENT_FIELDS,
+    EVENT_FIELDS,
+    ROOTS,
+    WINDOWS,
+    Env,
+    client_fields,
+)
 from crmcore.rules.types import NULL, NUMBER, STRING, Type, list_of, parse_type
 from crmcore.rules.unparse import unparse
+from crmcore.rules.values import to_stamp
 from crmcore.rules.yamlsource import Path as YPath
 from crmcore.rules.yamlsource import YamlDocument, load_yaml
 
 RULE_SUFFIXES = (".yaml", ".yml", ".crm")
+RESERVED = frozenset(ROOTS) | KEYWORDS | frozenset(source for source, _ in WINDOWS)
 TEST_FILE = re.compile(r"_test\.ya?ml$")
 
 
 def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
     """The rule files named by ``paths`` (folders are searched; rule tests are left out)."""
     found: list[Path] = []
+    seen: set[Path] = set()
     problems: list[Diagnostic] = []
     for raw in paths:
         path = Path(raw)
@@ -47,7 +58,12 @@ def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic
             found.append(path)
         else:
             problems.append(Diagnostic(Code.FILE, f"no such file or folder: {path}", str(path), 0, 0))
-    return found, problems
+    unique = []
+    for path in found:  # a file named twice (a folder and a file in it) is loaded once
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    return unique, problems
 
 
 @dataclass
@@ -191,11 +207,15 @@ class _Builder:
         for part in self.parts:
             model, doc = part.model, part.doc
             for name, values in model.lists.items():
-                if self._unique("list", name, doc, ("lists", name), key=True):
+                if name in RESERVED:
+                    self.problems.add(doc.diagnostic(Code.DUPLICATE, f"'{name}' is reserved (a root or keyword of the language)", ("lists", name), key=True))
+                elif self._unique("list", name, doc, ("lists", name), key=True):
                     merged["lists"][name] = values
             for name, spec in model.schema_.client.items():
                 if name in CLIENT_FIELDS:
                     self.problems.add(doc.diagnostic(Code.DUPLICATE, f"'{name}' is a built-in client field", ("schema", "client", name), key=True))
+                elif name in KEYWORDS:
+                    self.problems.add(doc.diagnostic(Code.DUPLICATE, f"'{name}' is a keyword of the language", ("schema", "client", name), key=True))
                 elif self._unique("schema field", name, doc, ("schema", "client", name), key=True):
                     merged["schema"]["client"][name] = spec
                     self.where[("schema", name)] = (doc, ("schema", "client", name))
@@ -258,9 +278,10 @@ class _Builder:
                 self.problems.add(doc.diagnostic(Code.STRUCTURE, str(err), path))
                 continue
             if not isinstance(spec, str) and spec.default is not None:
-                if not _fits(spec.default, fields[name]):
+                default = _default_value(spec.default, fields[name])
+                if default is None:
                     self.problems.add(doc.diagnostic(Code.TYPE_MISMATCH, f"default {spec.default!r} is not a {fields[name]}", (*path, "default")))
-                defaults[name] = spec.default
+                defaults[name] = default
         return fields, defaults
 
     # ---- expressions --------------------------------------------------------------------------
@@ -455,19 +476,26 @@ def _known(names: Iterable[str]) -> str:
     return f" (known: {', '.join(names)})" if names else " (no desks are defined)"
 
 
-def _fits(value: Any, type_: Type) -> bool:
+def _default_value(value: Any, type_: Type) -> Any:
+    """A schema default as the rules will see it, or None when it does not fit the type."""
     base = type_.base
     if base == "bool":
-        return isinstance(value, bool)
+        return value if isinstance(value, bool) else None
     if base == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
     if base == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
     if base == "string":
-        return isinstance(value, str)
-    if base == "list":
-        return isinstance(value, list)
-    return True
+        return value if isinstance(value, str) else None
+    if base == "timestamp":
+        try:
+            return value if to_stamp(value) is not None else None
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if base == "list" and isinstance(value, list) and type_.elem is not None:
+        items = [_default_value(item, type_.elem) for item in value]
+        return tuple(items) if all(item is not None for item in items) else None
+    return None  # durations have no default: write the duration in the rule
 
 
 def _canonical(document: RuleFile, exprs: Mapping[tuple[str, ...], Expr]) -> str:

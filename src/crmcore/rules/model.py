@@ -166,7 +166,7 @@ class RuleFile(Strict):
     schema_: SchemaBlock = Field(default=SchemaBlock(), alias="schema")
     desks: list[Desk] = []
     agents: list[Agent] = []
-    scores: dict[Identifier, Score] = {}
+    scores: dict[ListName, Score] = {}
     routing: Routing = Routing()
     triggers: list[Trigger] = []
     targets: list[Target] = []

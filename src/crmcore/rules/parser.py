@@ -74,7 +74,7 @@ def _number(text: str, at: int) -> int | float:
         if value > 1e300:
             raise ParseProblem(Code.BAD_STRING, f"number '{text[:20]}' is too large", at)
         return value
-    if len(text) > 19 or int(text) > MAX_INT:
+    if len(text.lstrip("0")) > 19 or int(text) > MAX_INT:  # leading zeros are harmless
         raise ParseProblem(Code.BAD_STRING, f"number '{text[:20]}' is too large (integers go up to {MAX_INT})", at)
     return int(text)
 

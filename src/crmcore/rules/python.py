@@ -21,6 +21,7 @@ from typing import Any
 
 from crmcore.rules import ast
 from crmcore.rules.diagnostics import EvaluationError
+from crmcore.rules.interpreter import missing_field
 from crmcore.rules.schema import CLIENT_DEFAULTS
 from crmcore.rules.types import Type
 from crmcore.rules.values import (
@@ -62,6 +63,7 @@ class _NowCache:
 RUNTIME: dict[str, Any] = {
     "_now": None,  # a _NowCache per generated function (see build_function)
     "_EvaluationError": EvaluationError,
+    "_missing": missing_field,
     "_to_stamp": to_stamp,
     "_datetime": datetime,
     "_timedelta": timedelta,
@@ -130,7 +132,16 @@ class CodeGen:
             return gets
         getter = self.constant(itemgetter(*(name for _, name in self.client_fields)), "_G")
         targets = ", ".join(var for var, _ in self.client_fields)
-        return ["try:", f"    {targets} = {getter}({record})", "except (KeyError, TypeError):", *("    " + g for g in gets)]
+        # only a plain dict: a defaultdict or Counter would answer a missing key with a value
+        return [
+            f"if {record}.__class__ is dict:",
+            "    try:",
+            f"        {targets} = {getter}({record})",
+            "    except KeyError:",
+            *("        " + g for g in gets),
+            "else:",
+            *("    " + g for g in gets),
+        ]
 
     def stamp_block(self) -> list[str]:
         """Client timestamps to stamps: for aware datetimes one subtraction each; anything else
@@ -185,13 +196,19 @@ class CodeGen:
             default = self.reads.defaults.get(name)
             if default is not None:  # a default fills a missing key and a null alike
                 after.append(f"if {var} is None: {var} = {self._literal(default)}")
+            elif name != "stage" and node.type is not None and not node.type.nullable:
+                message = self.constant((node.dotted, node.type), "_M")
+                after.append(f"if {var} is None: raise _missing(*{message})")
             if node.type is not None and node.type.base == "timestamp":
                 self.client_stamps.append(var)  # converted together, see stamp_block
                 return after
             return [*after, *self._normalise(var, node.type)]
         elif root == "trading":
-            otherwise = f"{roots['client']}.get('balance', 0)" if name == "balance" else "None"
-            fetch = f"({record}.get({name!r}) if {record} is not None else {otherwise})"
+            fetch = f"({record}.get({name!r}) if {record} is not None else None)"
+            if name == "balance":  # before any snapshot: the client's balance, 0
+                client = roots["client"]
+                return [f"{var} = {fetch}", f"if {var} is None: {var} = {client}.get('balance')",
+                        f"if {var} is None: {var} = 0", *self._normalise(var, node.type)]
         elif root in ("score", "band"):
             fetch = f"{record}.get({name!r})"
         else:

@@ -225,8 +225,20 @@ class RuleSet:
         evaluate = self.evaluate
         return [evaluate(context) for context in contexts]
 
-    def _failure(self, context: Mapping[str, Any], exc: Exception) -> EvaluationError:
+    def _failure(self, context: Any, exc: Exception) -> EvaluationError:
         """Name the field that made evaluation fail (the fast path does not check types)."""
+        try:
+            return self._diagnose(context, exc)
+        except Exception:  # the context is too broken to diagnose: say what failed
+            return EvaluationError(f"evaluation failed: {type(exc).__name__}: {exc}")
+
+    def _diagnose(self, context: Any, exc: Exception) -> EvaluationError:
+        if not isinstance(context, Mapping):
+            return EvaluationError(f"the context must be a mapping with 'client', got {type(context).__name__}")
+        for root in ("client", "ib", "trading"):
+            record = context.get(root)
+            if record is not None and not isinstance(record, Mapping):
+                return EvaluationError(f"context['{root}'] must be a mapping, got {type(record).__name__}")
         if "client" not in context:
             return EvaluationError("the context has no 'client'")
         if self.uses_now and context.get("now") is None:

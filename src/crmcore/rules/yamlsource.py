@@ -153,9 +153,33 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_DEPTH = 64  # nesting of mappings and lists in a rule file
+MAX_NODES = 200_000  # values in a rule file, aliases expanded ("billion laughs")
+MAX_BYTES = 20_000_000
+
+
+def _too_deep(source: SourceFile) -> Diagnostic | None:
+    """Refuse nesting that would exhaust the stack of the YAML composer (libyaml recurses)."""
+    depth = 0
+    for event in yaml.parse(source.text, Loader=_Loader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                offset = event.start_mark.index if event.start_mark is not None else 0
+                return Diagnostic.at(Code.YAML, f"nested deeper than {MAX_DEPTH} levels", source, offset)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+    return None
+
+
 def load_yaml(source: SourceFile) -> tuple[YamlDocument | None, list[Diagnostic]]:
     """Parse a YAML file; on a syntax error return the diagnostic at its mark."""
+    if len(source.text) > MAX_BYTES:
+        return None, [Diagnostic.at(Code.YAML, f"file larger than {MAX_BYTES:,} characters", source, 0)]
     try:
+        too_deep = _too_deep(source)
+        if too_deep is not None:
+            return None, [too_deep]
         loader = _Loader(source.text)
         try:
             root = loader.get_single_node()
@@ -169,18 +193,23 @@ def load_yaml(source: SourceFile) -> tuple[YamlDocument | None, list[Diagnostic]
         return None, [Diagnostic.at(Code.YAML, message, source, offset)]
     except yaml.YAMLError as err:
         return None, [Diagnostic.at(Code.YAML, f"invalid YAML: {err}", source, 0)]
+    except (UnicodeError, ValueError) as err:  # e.g. a lone surrogate in text given to loads()
+        return None, [Diagnostic.at(Code.YAML, f"not valid text: {err}", source, 0)]
     document = YamlDocument(source, data)
     problems: list[Diagnostic] = []
-    if root is not None:
-        _index(document, root, (), problems)
+    if root is not None and not _index(document, root, (), problems):
+        return None, [Diagnostic.at(Code.YAML, f"more than {MAX_NODES:,} values (aliases expanded)", source, 0)]
     return document, problems
 
 
-def _index(document: YamlDocument, node: yaml.Node, path: Path, problems: list[Diagnostic]) -> None:
+def _index(document: YamlDocument, node: yaml.Node, path: Path, problems: list[Diagnostic]) -> bool:
+    """Record the node behind every path; False when there are too many (aliases expanded)."""
     stack: list[tuple[yaml.Node, Path]] = [(node, path)]
     while stack:
         current, at = stack.pop()
         document.nodes[at] = current
+        if len(document.nodes) > MAX_NODES:
+            return False
         if isinstance(current, yaml.MappingNode):
             seen: dict[str, yaml.Node] = {}
             for key_node, value_node in current.value:
@@ -196,3 +225,4 @@ def _index(document: YamlDocument, node: yaml.Node, path: Path, problems: list[D
                 stack.append((value_node, (*at, key)))
         elif isinstance(current, yaml.SequenceNode):
             stack.extend((item, (*at, i)) for i, item in enumerate(current.value))
+    return True
