@@ -243,3 +243,16 @@ def test_constant_arithmetic_out_of_range_is_refused() -> None:
     with pytest.raises(RuleError) as info:
         crmcore.loads("scores:\n  s:\n    rules: [{name: a, when: '2w * 9223372036854775807 > 1s', points: 1}]\n")
     assert info.value.code == Code.BAD_STRING
+
+
+@pytest.mark.parametrize("bands", ["{hot: .nan, cold: 0}", "{hot: .inf, cold: 0}", "{hot: true, cold: 0}", "{hot: '70', cold: 0}"])
+def test_band_thresholds_are_finite_numbers(bands: str) -> None:
+    with pytest.raises(RuleError) as info:
+        crmcore.loads(f"scores:\n  s:\n    rules: [{{name: a, when: true, points: 1}}]\n    bands: {bands}\n")
+    assert info.value.code == Code.STRUCTURE
+
+
+@pytest.mark.parametrize("last", ["true", "'(true)'", "'1 == 1'"])
+def test_a_last_rule_that_always_holds_silences_the_fallback_warning(last: str) -> None:
+    rules = crmcore.loads(f"desks: [{{id: d}}]\nrouting:\n  registration:\n    - {{name: all, when: {last}, assign: {{desk: d}}}}\n")
+    assert rules.warnings == []

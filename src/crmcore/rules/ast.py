@@ -166,17 +166,6 @@ class Window(Node):
     fields: ClassVar[tuple[str, ...]] = ()
 
 
-def depth(node: Node) -> int:
-    """Nesting depth of a tree, computed without recursion."""
-    best = 0
-    stack = [(node, 1)]
-    while stack:
-        current, level = stack.pop()
-        best = max(best, level)
-        stack.extend((child, level + 1) for child in current.children())
-    return best
-
-
 def strip(node: Node) -> Node:
     """The same tree without spans and types, for structural comparison in tests."""
     changes: dict[str, Any] = {"span": Span(0, 0), "type": None}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ from crmcore.rules import ast
 from crmcore.rules.checker import as_condition, as_number, check
 from crmcore.rules.diagnostics import Code, Collector, Diagnostic, RuleError, SourceFile
 from crmcore.rules.model import RuleFile
+from crmcore.rules.optimizer import constant_value
 from crmcore.rules.parser import KEYWORDS, parse
-from crmcore.rules.ruleset import Expr, RuleSet, build_ruleset
+from crmcore.rules.ruleset import Expr, RuleSet
 from crmcore.rules.schema import (
     CLIENT_DEFAULTS,
     CLIENT_FIELDS,
@@ -57,7 +58,7 @@ def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic
         elif path.is_file():
             found.append(path)
         else:
-            problems.append(Diagnostic(Code.FILE, f"no such file or folder: {path}", str(path), 0, 0))
+            problems.append(Diagnostic(Code.FILE, f"no such file or folder: {path}", str(path), 1, 1))
     unique = []
     for path in found:  # a file named twice (a folder and a file in it) is loaded once
         if path.resolve() not in seen:
@@ -82,13 +83,13 @@ def load_rules(paths: str | Path | Iterable[str | Path]) -> RuleSet:
     problems = Collector()
     problems.extend(file_problems)
     if not files and not file_problems:
-        problems.add(Diagnostic(Code.FILE, "no rule files (*.yaml, *.yml, *.crm) found", ", ".join(map(str, paths)), 0, 0))
+        problems.add(Diagnostic(Code.FILE, "no rule files (*.yaml, *.yml, *.crm) found", ", ".join(map(str, paths)), 1, 1))
     sources = []
     for path in files:
         try:
             sources.append(SourceFile(str(path), path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as err:
-            problems.add(Diagnostic(Code.FILE, f"cannot read: {err}", str(path), 0, 0))
+            problems.add(Diagnostic(Code.FILE, f"cannot read: {err}", str(path), 1, 1))
     return load_sources(sources, problems)
 
 
@@ -305,7 +306,7 @@ class _Builder:
         if role == "condition":
             as_condition(typed, origin, self.problems)
         elif role == "number":
-            as_number(typed, origin, self.problems, "points" if path[-1] == "points" else path[-1].__str__())
+            as_number(typed, origin, self.problems, str(path[-1]))
         if len(self.problems.diagnostics) > before:
             return None
         return Expr(text=text, canonical=unparse(node), node=typed, origin=origin)
@@ -325,7 +326,7 @@ class _Builder:
         order = self._score_order(document, exprs)
         self.problems.raise_if_errors()
         warnings = self._warnings(document)
-        return build_ruleset(
+        return RuleSet(
             document=document,
             canonical=_canonical(document, exprs),
             exprs=exprs,
@@ -458,7 +459,8 @@ class _Builder:
 
     def _warnings(self, document: RuleFile) -> list[Diagnostic]:
         rules = document.routing.registration
-        if not rules or rules[-1].when.strip() == "true":
+        last = self.exprs_seen.get(("route", "registration", rules[-1].name, "when")) if rules else None
+        if not rules or (last is not None and constant_value(last.node) == (True, True)):
             return []
         doc, path = self.where[("route", "registration", rules[-1].name)]
         warning = doc.diagnostic(
@@ -519,7 +521,3 @@ def _canonical(document: RuleFile, exprs: Mapping[tuple[str, ...], Expr]) -> str
             if expr is not None:
                 trigger[key] = expr.canonical
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def iter_expressions(ruleset: RuleSet) -> Iterator[tuple[tuple[str, ...], Expr]]:
-    yield from ruleset.exprs.items()

@@ -43,6 +43,8 @@ def _duration(value: Any) -> str:
 
 
 Expression = Annotated[str, BeforeValidator(_expression)]
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # a number, not a bool, NaN or inf
+WholeNumber = Annotated[int, Field(strict=True)]
 DurationText = Annotated[str, BeforeValidator(_duration)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")]
 ListName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
@@ -97,7 +99,7 @@ class ScoreRule(Strict):
 
 class Score(Strict):
     rules: list[ScoreRule]
-    bands: dict[str, float | None] = {}
+    bands: dict[str, Finite | None] = {}
 
 
 Strategy = Literal["round_robin", "least_loaded", "weighted", "pool"]
@@ -154,7 +156,7 @@ class Target(Strict):
     metric: Literal[KPI_METRICS]  # type: ignore[valid-type]
     per: Literal["agent", "team", "desk"]
     period: Literal["day", "week", "month"]
-    value: float
+    value: Finite
     desk: str | None = None
 
 
@@ -162,7 +164,7 @@ class RuleFile(Strict):
     """One rule file, or the merge of several."""
 
     version: Literal[1] = 1
-    lists: dict[ListName, list[str | int | float]] = {}
+    lists: dict[ListName, list[str | WholeNumber | Finite]] = {}
     schema_: SchemaBlock = Field(default=SchemaBlock(), alias="schema")
     desks: list[Desk] = []
     agents: list[Agent] = []

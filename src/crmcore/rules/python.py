@@ -239,10 +239,6 @@ class CodeGen:
 
     # ---- expressions --------------------------------------------------------------------------
 
-    def test(self, node: ast.Node) -> str:
-        """Code for a value used as a condition (only its truthiness matters)."""
-        return self.expr(node)
-
     def value(self, node: ast.Node) -> str:
         """Code for a value that is observed as such (and/or normalised to a bool)."""
         code = self.expr(node)
@@ -283,10 +279,10 @@ class CodeGen:
         return f"(None if {_is_none(first)} else -{again})"
 
     def gen_Not(self, node: ast.Not) -> str:
-        return f"(not {self.test(node.operand)})"
+        return f"(not {self.expr(node.operand)})"
 
     def gen_BoolOp(self, node: ast.BoolOp) -> str:
-        return f"({self.test(node.left)} {node.op} {self.test(node.right)})"
+        return f"({self.expr(node.left)} {node.op} {self.expr(node.right)})"
 
     def _null_guarded(self, operands: Iterable[ast.Node], build: Callable[[list[str]], str], extra: str = "") -> str:
         """``build(args)`` unless an operand that may be null is null (then None)."""
@@ -364,7 +360,7 @@ class CodeGen:
         return self.constant(frozenset(values), "_S")
 
     def gen_Cond(self, node: ast.Cond) -> str:
-        return f"({self.value(node.then)} if {self.test(node.test)} else {self.value(node.else_)})"
+        return f"({self.value(node.then)} if {self.expr(node.test)} else {self.value(node.else_)})"
 
     def gen_Call(self, node: ast.Call) -> str:
         func, args = node.func, node.args

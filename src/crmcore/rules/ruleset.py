@@ -127,8 +127,12 @@ class Evaluation(tuple):  # type: ignore[type-arg]
 
     @property
     def breakdown(self) -> dict[str, dict[str, float]]:
-        """Per score, the points of each rule whose condition held (recomputed on request:
-        evaluation is pure, so it gives what the scores were made of)."""
+        """Per score, the points of each rule whose condition held.
+
+        Recomputed from the context when read (keeping it off the hot path): evaluation is
+        pure, so it is what the scores were made of — as long as the host has not changed
+        the context's records in between.
+        """
         rules: RuleSet = self[5]
         result: dict[str, dict[str, float]] = {score: {} for score in self.scores}
         for (score, rule), points in zip(rules.point_names, rules._breakdown(self[2]), strict=True):
@@ -304,7 +308,7 @@ def _generate(rules: RuleSet, uses_windows: bool, breakdown: bool) -> tuple[Call
         body.append(f"{total} = 0")
         for rule in score.rules:
             body.append(_comment(f"{name}.{rule.name}", rule.when))
-            body.append(f"if {gen.test(rule.when.node)}:")
+            body.append(f"if {gen.expr(rule.when.node)}:")
             points = gen.value(rule.points.node)
             nullable = rule.points.node.type is None or rule.points.node.type.nullable
             if breakdown:
@@ -356,7 +360,7 @@ def _route_and_triggers(rules: RuleSet, gen: CodeGen, body: list[str]) -> None:
     body.append("_route = None")
     for i, route in enumerate(rules.routing["registration"]):
         body.append(_comment(f"route {route.name}", route.when))
-        test = gen.test(route.when.node)
+        test = gen.expr(route.when.node)
         body.append(f"{'if' if i == 0 else 'elif'} {test}:" if test != "True" else ("else:" if i else "if True:"))
         if route.agent is None:
             target = gen.constant(RouteTarget(route.name, route.desk, route.strategy, None), "_T")
@@ -368,7 +372,7 @@ def _route_and_triggers(rules: RuleSet, gen: CodeGen, body: list[str]) -> None:
     body.append("_held = []")
     for trigger in rules.condition_triggers:
         body.append(_comment(f"trigger {trigger.name}", trigger.when))
-        body.append(f"if {gen.test(trigger.when.node)}: _held.append({trigger.name!r})")
+        body.append(f"if {gen.expr(trigger.when.node)}: _held.append({trigger.name!r})")
 
 
 def _comment(what: str, expr: Expr) -> str:
@@ -378,7 +382,3 @@ def _comment(what: str, expr: Expr) -> str:
 
 def _tuple(names: list[str]) -> str:
     return "(" + "".join(f"{n}, " for n in names) + ")"
-
-
-def build_ruleset(**kwargs: Any) -> RuleSet:
-    return RuleSet(**kwargs)
