@@ -326,7 +326,8 @@ def run_evaluate_many(rules: crmcore.RuleSet) -> Runner:
     return run
 
 
-NULLABLE = ("country", "language", "email", "source", "campaign", "kyc_submitted_at", "kyc_approved_at",
+# country is required (a non-null field without default: a record without it is an EvaluationError)
+NULLABLE = ("language", "email", "source", "campaign", "kyc_submitted_at", "kyc_approved_at",
             "last_login_at", "ftd_amount", "declared_income", "trading_experience")
 
 

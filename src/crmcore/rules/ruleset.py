@@ -135,7 +135,7 @@ class Evaluation(tuple):  # type: ignore[type-arg]
         """
         rules: RuleSet = self[5]
         result: dict[str, dict[str, float]] = {score: {} for score in self.scores}
-        for (score, rule), points in zip(rules.point_names, rules._breakdown(self[2]), strict=True):
+        for (score, rule), points in zip(rules.point_names, rules.points(self[2]), strict=True):
             if points is not None:
                 result[score][rule] = points
         return result
@@ -210,8 +210,16 @@ class RuleSet:
         self.condition_triggers = tuple(t for t in self.triggers if t.on is None)
         self.targets = tuple(document.targets)
         self.point_names = tuple((name, rule.name) for name in score_order for rule in self.scores[name].rules)
-        self._evaluate, self._breakdown, self.uses_windows, self.uses_now = _fused_evaluator(self)
+        self._evaluate, self.uses_windows, self.uses_now = _fused_evaluator(self)
+        self._breakdowns: list[Callable[..., Any]] = []
         self.evaluate = self._evaluate  # type: ignore[method-assign]  # the generated function itself: no extra call
+
+    def points(self, context: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Each score rule's points for ``context`` (None where its condition does not hold),
+        in ``point_names`` order; the function is generated on first use."""
+        if not self._breakdowns:  # racing threads may both generate it: the results are the same
+            self._breakdowns.append(_generate(self, self.uses_windows, breakdown=True)[0])
+        return self._breakdowns[0](context)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"RuleSet(version={self.version[:12]}, scores={list(self.scores)}, routes={len(self.routing['registration'])}, triggers={len(self.triggers)})"
@@ -286,13 +294,11 @@ def _field_problem(context: Mapping[str, Any], node: ast.Name, defaults: Mapping
     return None
 
 
-def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., Any], Callable[..., Any], bool, bool]:
-    """Generate the hot path (scores, bands, route, condition triggers) and, separately, the
-    per-rule points that ``Evaluation.breakdown`` recomputes only when asked."""
+def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., Any], bool, bool]:
+    """Generate the hot path (scores, bands, route, condition triggers)."""
     uses_windows = any(isinstance(n, ast.Window) for e in rules.exprs.values() for n in e.node.walk())
     evaluate, uses_now = _generate(rules, uses_windows, breakdown=False)
-    breakdown, _ = _generate(rules, uses_windows, breakdown=True)
-    return evaluate, breakdown, uses_windows, uses_now
+    return evaluate, uses_windows, uses_now
 
 
 def _generate(rules: RuleSet, uses_windows: bool, breakdown: bool) -> tuple[Callable[..., Any], bool]:
