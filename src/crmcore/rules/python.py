@@ -36,8 +36,8 @@ from crmcore.rules.values import (
     to_stamp,
 )
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIMPLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|'[^'\\]*'|\"[^\"\\]*\"|None|True|False)$")
+
 
 class _NowCache:
     """The last ``now`` converted: a batch usually shares one ``now`` object (a scan, a backtest).
