@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -57,6 +58,15 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the JSON Schema of crmcore's input (``events``: every event type)."""
+    from crmcore.events import events_json_schema
+
+    json.dump(events_json_schema(), out, indent=2)
+    out.write("\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmcore", description="Sales-and-retention rules for forex/CFD brokers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -64,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.set_defaults(run=cmd_check)
+    schema = commands.add_parser("schema", help="print a JSON Schema", description=cmd_schema.__doc__)
+    schema.add_argument("what", choices=("events",), help="what to describe")
+    schema.set_defaults(run=cmd_schema)
     return parser
 
 
@@ -75,7 +88,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `crmcore schema events | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
