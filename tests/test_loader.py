@@ -110,6 +110,10 @@ BROKEN = {
         BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {agent: '\"a9\"'}}\n",
         (Code.REFERENCE, 12, 45),
     ),
+    "bad working hours": (
+        BASE + "  - {id: a2, desk: sales, hours: 'Mon-Fri 09:00-18:00 Europe/Berln'}\n",
+        (Code.STRUCTURE, 10, 34),
+    ),
     "unknown strategy": (
         BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {desk: sales, strategy: random}}\n",
         (Code.STRUCTURE, 12, 61),

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from crmcore.rules.hours import WorkingHours
 from crmcore.rules.schema import EVENT_FIELDS
 from crmcore.rules.yamlsource import expression_text
 
@@ -86,9 +87,17 @@ class Agent(Strict):
     capacity: int | None = Field(default=None, ge=0)
     weight: float = Field(default=1.0, gt=0)
     active: bool = True
-    hours: str | None = None
+    hours: str | None = None  # "Mon-Fri 09:00-18:00 Europe/Berlin" (see rules/hours.py)
     away_until: datetime | None = None
     email: str | None = None
+
+
+    @field_validator("hours")
+    @classmethod
+    def _working_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            WorkingHours.parse(value)  # raises ValueError saying what is wrong
+        return value
 
 
 class ScoreRule(Strict):
