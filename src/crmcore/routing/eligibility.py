@@ -1,0 +1,166 @@
+"""Who may receive a client now (SPEC §2 "Routing semantics", §11 "Routing").
+
+An agent is eligible when active, available now (not ``away_until`` a later
+time, inside ``hours`` if the agent has working hours), below ``capacity``
+(no capacity = unlimited) and the route's ``require`` holds. Desk strategies
+pick only role ``agent``; managers and admins are reached by ``assign.agent``.
+
+:func:`check_agent` answers for one agent with the first reason that excludes
+them (``None`` = eligible). Checks run cheapest first, in the order of
+:class:`Exclusion`, except that ``require`` (an expression) always runs last;
+so an inactive agent at capacity reports ``inactive``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from crmcore.rules import model
+from crmcore.rules.hours import WorkingHours
+from crmcore.rules.interpreter import Scope
+from crmcore.rules.ruleset import Expr, RuleSet
+from crmcore.rules.values import to_stamp
+
+__all__ = ["Exclusion", "agent_scope", "check_agent", "check_agent_id", "eligible_agents"]
+
+
+class Exclusion(StrEnum):
+    """Why an agent is not eligible; the value is what the routing trace shows."""
+
+    INACTIVE = "inactive"
+    AWAY = "away"
+    OUTSIDE_HOURS = "outside_hours"
+    AT_CAPACITY = "at_capacity"
+    REQUIRE_FALSE = "require_false"
+    NOT_AN_AGENT = "not_an_agent"  # a manager or admin, for a desk strategy
+    OTHER_DESK = "other_desk"
+    UNKNOWN_AGENT = "unknown_agent"
+
+
+@lru_cache(maxsize=256)
+def _working_hours(text: str) -> WorkingHours:
+    return WorkingHours.parse(text)
+
+
+def _aware(at: datetime) -> datetime:
+    """A naive datetime taken as UTC, as ``to_stamp`` does."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None or at.utcoffset() is None else at
+
+
+def agent_scope(agent: model.Agent, open_clients: int) -> dict[str, Any]:
+    """The ``agent.*`` fields an expression sees (schema.AGENT_FIELDS)."""
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "desk": agent.desk,
+        "role": agent.role,
+        "languages": tuple(agent.languages),
+        "countries": tuple(agent.countries),
+        "capacity": agent.capacity,
+        "weight": agent.weight,
+        "open": open_clients,
+    }
+
+
+def check_agent(
+    agent: model.Agent,
+    *,
+    desk: str | None,
+    open_clients: int,
+    now: datetime,
+    client: Mapping[str, Any],
+    require: Expr | None,
+    by_strategy: bool,
+    rules: RuleSet,
+) -> Exclusion | None:
+    """The first reason ``agent`` cannot take ``client`` at ``now``, or ``None`` if eligible.
+
+    ``desk`` is the desk being routed to (``None`` for ``assign.agent``);
+    ``by_strategy`` says a desk strategy is picking, which excludes managers
+    and admins. A naive ``now`` or ``away_until`` is taken as UTC.
+    """
+    if not agent.active:
+        return Exclusion.INACTIVE
+    moment = _aware(now)
+    if agent.away_until is not None and _aware(agent.away_until) > moment:
+        return Exclusion.AWAY
+    if agent.hours is not None and not _working_hours(agent.hours).contains(moment):
+        return Exclusion.OUTSIDE_HOURS
+    if agent.capacity is not None and open_clients >= agent.capacity:
+        return Exclusion.AT_CAPACITY
+    if by_strategy and agent.role != "agent":
+        return Exclusion.NOT_AN_AGENT
+    if desk is not None and agent.desk != desk:
+        return Exclusion.OTHER_DESK
+    if require is not None:
+        scope = Scope(
+            client=client,
+            agent=agent_scope(agent, open_clients),
+            now=to_stamp(now),
+            lists=rules.lists,
+            defaults=rules.defaults,
+        )
+        if require(scope) is not True:  # null counts as false
+            return Exclusion.REQUIRE_FALSE
+    return None
+
+
+def check_agent_id(
+    agent_id: str | None,
+    *,
+    open_counts: Mapping[str, int],
+    now: datetime,
+    client: Mapping[str, Any],
+    rules: RuleSet,
+) -> Exclusion | None:
+    """``check_agent`` for ``assign.agent``: an id (maybe unknown) rather than an agent."""
+    agent = rules.agents.get(agent_id) if agent_id is not None else None
+    if agent is None:
+        return Exclusion.UNKNOWN_AGENT
+    return check_agent(
+        agent,
+        desk=None,
+        open_clients=open_counts.get(agent.id, 0),
+        now=now,
+        client=client,
+        require=None,
+        by_strategy=False,
+        rules=rules,
+    )
+
+
+def eligible_agents(
+    agents: Iterable[model.Agent],
+    desk: str,
+    open_counts: Mapping[str, int],
+    now: datetime,
+    client: Mapping[str, Any],
+    require: Expr | None,
+    rules: RuleSet,
+) -> tuple[list[str], dict[str, Exclusion]]:
+    """For a desk strategy: the eligible ids of ``desk``'s agents (sorted) and why each other is not.
+
+    Agents of other desks are ignored; a missing open count is 0.
+    """
+    eligible: list[str] = []
+    excluded: dict[str, Exclusion] = {}
+    for agent in sorted((a for a in agents if a.desk == desk), key=lambda a: a.id):
+        reason = check_agent(
+            agent,
+            desk=desk,
+            open_clients=open_counts.get(agent.id, 0),
+            now=now,
+            client=client,
+            require=require,
+            by_strategy=True,
+            rules=rules,
+        )
+        if reason is None:
+            eligible.append(agent.id)
+        else:
+            excluded[agent.id] = reason
+    return eligible, excluded
