@@ -116,9 +116,12 @@ def check_agent_id(
     now: datetime,
     client: Mapping[str, Any],
     rules: RuleSet,
+    agents: Mapping[str, model.Agent] | None = None,
 ) -> Exclusion | None:
-    """``check_agent`` for ``assign.agent``: an id (maybe unknown) rather than an agent."""
-    agent = rules.agents.get(agent_id) if agent_id is not None else None
+    """``check_agent`` for ``assign.agent``: an id (maybe unknown) rather than an agent,
+    looked up in ``agents`` (the rule set's by default; the engine passes the store's)."""
+    roster = rules.agents if agents is None else agents
+    agent = roster.get(agent_id) if agent_id is not None else None
     if agent is None:
         return Exclusion.UNKNOWN_AGENT
     return check_agent(

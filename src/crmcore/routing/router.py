@@ -1,0 +1,167 @@
+"""The router: one routing decision, pure (SPEC §2 "Routing semantics", §11 "Routing").
+
+No store, no clock, no randomness: the caller passes the client, the time, the open
+counts and the strategies' :class:`RoutingState`, and gets back the decision with its
+trace and the new state to persist.
+
+Rules of the stage are tried in order. A rule whose ``when`` is not true (null counts
+as false) is ``no_match``. A matching rule with ``assign.agent`` assigns that agent if
+eligible; a matching rule with a desk and strategy ``pool`` pools the client at once;
+any other strategy picks one eligible agent of the desk. When nobody can be assigned
+the rule's step says why (every exclusion) and routing falls through. After the last
+rule: ``unassigned`` to the pool of the last matching rule that names a desk, else
+``unrouted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from crmcore.routing import strategies
+from crmcore.routing.eligibility import Exclusion, check_agent_id, eligible_agents
+from crmcore.rules import model
+from crmcore.rules.interpreter import Scope
+from crmcore.rules.ruleset import Route, RuleSet
+from crmcore.rules.values import to_stamp
+
+__all__ = ["Outcome", "RoutingResult", "RoutingState", "Step", "StepOutcome", "route"]
+
+Outcome = Literal["assigned", "pooled", "unassigned", "unrouted"]
+StepOutcome = Literal["no_match", "assigned", "no_eligible_agent", "pooled"]
+
+
+@dataclass(frozen=True)
+class RoutingState:
+    """The strategies' state, per desk: round-robin pointers and weighted current values."""
+
+    pointers: dict[str, str | None] = field(default_factory=dict)
+    current: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> RoutingState:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the trace: a rule tried and what came of it."""
+
+    rule: str
+    outcome: StepOutcome
+    agent: str | None = None
+    excluded: tuple[tuple[str, Exclusion], ...] = ()
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    outcome: Outcome
+    rule: str | None
+    desk: str | None
+    agent: str | None
+    strategy: str | None
+    trace: tuple[Step, ...]
+
+
+def route(
+    stage: str,
+    rules: RuleSet,
+    client: Mapping[str, Any],
+    *,
+    scores: Mapping[str, float],
+    bands: Mapping[str, str | None],
+    ib: Mapping[str, Any] | None,
+    trading: Mapping[str, Any] | None,
+    now: datetime,
+    open_counts: Mapping[str, int],
+    state: RoutingState,
+    agents: Iterable[model.Agent] | None = None,
+) -> tuple[RoutingResult, RoutingState]:
+    """Route ``client`` by ``rules.routing[stage]``; returns the decision and the new state.
+
+    ``agents`` defaults to the rule set's agents; the engine passes its current ones.
+    """
+    roster = list(rules.agents.values() if agents is None else agents)
+    by_id = {agent.id: agent for agent in roster}
+    scope = Scope(
+        client=client,
+        ib=ib,
+        trading=trading,
+        now=to_stamp(now),
+        scores=scores,
+        bands={k: v for k, v in bands.items() if v is not None},
+        lists=rules.lists,
+        defaults=rules.defaults,
+    )
+    trace: list[Step] = []
+    last_desk_rule: Route | None = None
+    for rule in rules.routing[stage]:
+        if rule.when(scope) is not True:
+            trace.append(Step(rule.name, "no_match"))
+            continue
+        if rule.agent is not None:
+            value = rule.agent(scope)
+            agent_id = value if isinstance(value, str) else None
+            reason = check_agent_id(agent_id, open_counts=open_counts, now=now, client=client, rules=rules, agents=by_id)
+            if reason is None:
+                assert agent_id is not None
+                trace.append(Step(rule.name, "assigned", agent=agent_id))
+                result = RoutingResult("assigned", rule.name, None, agent_id, None, tuple(trace))
+                return result, state
+            shown = agent_id if agent_id is not None else repr(value)
+            trace.append(Step(rule.name, "no_eligible_agent", excluded=((shown, reason),)))
+            continue
+        desk = rule.desk
+        if desk is None:  # pragma: no cover - the loader requires agent or desk
+            continue
+        last_desk_rule = rule
+        if rule.strategy == "pool":
+            trace.append(Step(rule.name, "pooled"))
+            return RoutingResult("pooled", rule.name, desk, None, "pool", tuple(trace)), state
+        eligible, excluded = eligible_agents(
+            roster, desk, open_counts, now, client, rule.require, rules
+        )
+        picked, state = _pick(rule, desk, roster, eligible, open_counts, state)
+        if picked is None:
+            trace.append(
+                Step(rule.name, "no_eligible_agent", excluded=tuple(sorted(excluded.items())))
+            )
+            continue
+        trace.append(Step(rule.name, "assigned", agent=picked))
+        result = RoutingResult("assigned", rule.name, desk, picked, rule.strategy, tuple(trace))
+        return result, state
+    if last_desk_rule is not None:
+        result = RoutingResult(
+            "unassigned", last_desk_rule.name, last_desk_rule.desk, None, None, tuple(trace)
+        )
+        return result, state
+    return RoutingResult("unrouted", None, None, None, None, tuple(trace)), state
+
+
+def _pick(
+    rule: Route,
+    desk: str,
+    roster: list[model.Agent],
+    eligible: list[str],
+    open_counts: Mapping[str, int],
+    state: RoutingState,
+) -> tuple[str | None, RoutingState]:
+    """The desk strategy's pick among ``eligible`` and the state after it."""
+    desk_agents = [agent for agent in roster if agent.desk == desk]
+    ids = [agent.id for agent in desk_agents]
+    chosen = frozenset(eligible)
+    if rule.strategy == "least_loaded":
+        return strategies.least_loaded(ids, chosen, open_counts), state
+    if rule.strategy == "weighted":
+        weights = {agent.id: agent.weight for agent in desk_agents}
+        picked, current = strategies.weighted(ids, chosen, weights, state.current.get(desk, {}))
+        if picked is None:
+            return None, state
+        return picked, RoutingState(dict(state.pointers), {**state.current, desk: current})
+    # round_robin (the default strategy)
+    picked, pointer = strategies.round_robin(ids, chosen, state.pointers.get(desk))
+    if picked is None:
+        return None, state
+    return picked, RoutingState({**state.pointers, desk: pointer}, dict(state.current))
