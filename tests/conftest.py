@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, Table, create_engine
 from sqlalchemy.pool import StaticPool
 
 from crmcore import RuleSet, load_rules
@@ -74,6 +74,15 @@ def sql_engine(request: pytest.FixtureRequest) -> Engine:
     name = "pg_engine" if request.param == "postgresql" else "sqlite_engine"
     engine: Engine = request.getfixturevalue(name)
     return engine
+
+
+@pytest.fixture(scope="module")
+def sql_tables() -> Iterator[dict[str, tuple[Engine, Table]]]:
+    """Tables a test module creates once per engine (keyed by dialect), dropped when it ends."""
+    tables: dict[str, tuple[Engine, Table]] = {}
+    yield tables
+    for engine, table in tables.values():
+        table.drop(engine, checkfirst=True)
 
 
 DATA = Path(__file__).parent / "data"

@@ -7,7 +7,7 @@ interpreter's ``timedelta`` in microseconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,25 +58,16 @@ def _table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(TABLE, metadata, sa.Column("row_no", sa.Integer, primary_key=True), *columns)
 
 
-@pytest.fixture(scope="module")
-def prepared() -> Iterator[dict[str, tuple[Engine, sa.Table]]]:
-    """One table per engine, created on first use and dropped at the end of the module."""
-    tables: dict[str, tuple[Engine, sa.Table]] = {}
-    yield tables
-    for engine, table in tables.values():
-        table.drop(engine, checkfirst=True)
-
-
 @pytest.fixture
-def clients(sql_engine: Engine, prepared: dict[str, tuple[Engine, sa.Table]]) -> tuple[Engine, sa.Table]:
+def clients(sql_engine: Engine, sql_tables: dict[str, tuple[Engine, sa.Table]]) -> tuple[Engine, sa.Table]:
     key = sql_engine.dialect.name
-    if key not in prepared:
+    if key not in sql_tables:
         table = _table(sa.MetaData())
         table.drop(sql_engine, checkfirst=True)
         table.create(sql_engine)
         install_sqlite_functions(sql_engine)
-        prepared[key] = (sql_engine, table)
-    return prepared[key]
+        sql_tables[key] = (sql_engine, table)
+    return sql_tables[key]
 
 
 def resolver_for(table: sa.Table) -> TableResolver:

@@ -52,26 +52,17 @@ def _column(name: str) -> sa.Column[Any]:
     return sa.Column(name, TEXT if t.base == "string" else sql_type(t))
 
 
-@pytest.fixture(scope="module")
-def created() -> Iterator[dict[str, tuple[Engine, sa.Table]]]:
-    """One table per engine, created on first use and dropped at the end of the module."""
-    tables: dict[str, tuple[Engine, sa.Table]] = {}
-    yield tables
-    for engine, table in tables.values():
-        table.drop(engine, checkfirst=True)
-
-
 @pytest.fixture
-def clients(sql_engine: Engine, created: dict[str, tuple[Engine, sa.Table]]) -> Iterator[tuple[Engine, sa.Table]]:
+def clients(sql_engine: Engine, sql_tables: dict[str, tuple[Engine, sa.Table]]) -> Iterator[tuple[Engine, sa.Table]]:
     name = sql_engine.dialect.name
-    if name not in created:
+    if name not in sql_tables:
         table = sa.Table(TABLE, sa.MetaData(), sa.Column("row_no", sa.Integer, primary_key=True),
                          *(_column(field) for field in CLIENT_FIELDS))
         table.drop(sql_engine, checkfirst=True)
         table.create(sql_engine)
         install_sqlite_functions(sql_engine)
-        created[name] = (sql_engine, table)
-    table = created[name][1]
+        sql_tables[name] = (sql_engine, table)
+    table = sql_tables[name][1]
     yield sql_engine, table
     with sql_engine.begin() as conn:
         conn.execute(table.delete())
