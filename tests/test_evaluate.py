@@ -269,3 +269,8 @@ def test_list_defaults_and_reserved_names(tmp_path: Any) -> None:
     for text in ["lists:\n  client: [a]\n", "lists:\n  now: [a]\n", "schema:\n  client:\n    and: string\n"]:
         with pytest.raises(crmcore.RuleError):
             crmcore.loads(text)
+
+
+def test_a_computed_null_is_not_the_literal_null() -> None:
+    rules = crmcore.loads("scores:\n  s:\n    rules: [{name: a, when: 'client.ftd_amount == 1 / 0', points: 1}]\n")
+    assert rules.evaluate({"client": {"ftd_amount": None}}).scores["s"] == 0

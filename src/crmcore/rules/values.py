@@ -45,11 +45,6 @@ def to_stamp(value: Any) -> timedelta | None:
     raise TypeError(f"not a timestamp: {value!r}")
 
 
-def stamp_to_datetime(stamp: timedelta) -> datetime:
-    """A stamp back as an aware UTC datetime."""
-    return EPOCH + stamp
-
-
 def to_number(value: Any) -> Any:
     """Decimal amounts become floats so that they mix with the rules' numbers."""
     if value.__class__ is Decimal:
