@@ -214,7 +214,7 @@ def test_known_agent_id_is_checked() -> None:
 def test_exclusions_read_as_their_trace_text() -> None:
     assert [str(e) for e in Exclusion] == [
         "inactive", "away", "outside_hours", "at_capacity", "require_false",
-        "not_an_agent", "other_desk", "unknown_agent",
+        "not_an_agent", "other_desk", "unknown_agent", "breached_sla",
     ]
 
 

@@ -42,8 +42,8 @@ def note(
 # --- ids --------------------------------------------------------------------------------------
 
 def test_notification_id_is_stable_sha256_of_event_kind_and_recipient() -> None:
-    first = notification_id("e1", "assigned", "a1")
-    assert first == notification_id("e1", "assigned", "a1")
+    first = notification_id("e1", "assigned", "a1", "c1")
+    assert first == notification_id("e1", "assigned", "a1", "c1")
     assert len(first) == 64 and int(first, 16) >= 0
     assert note().id == first
 
@@ -56,12 +56,14 @@ def test_notification_id_differs_by_event_kind_and_recipient() -> None:
         notification_id("e1", "assigned", "m1"),
         notification_id("e1", "assigned", client_recipient("c1")),
         notification_id("e1", "unrouted", ADMINS),
+        notification_id("e1", "assigned", "a1", "c2"),
     }
-    assert len(ids) == 6
+    assert len(ids) == 7
 
 
 def test_notification_id_parts_do_not_run_together() -> None:
     assert notification_id("ab", "assigned", "c") != notification_id("a", "bassigned", "c")
+    assert notification_id("e", "assigned", "ab", "c") != notification_id("e", "assigned", "a", "bc")
 
 
 def test_notification_is_frozen_and_needs_an_aware_time() -> None:

@@ -1,5 +1,15 @@
 """crmcore: the sales-and-retention rules of a forex/CFD broker, typed, explainable and compiled."""
 
+from crmcore.engine import BatchSummary, Engine, EngineError, Result
+from crmcore.events import BadEvent, EventError, parse_event, read_events
+from crmcore.notify import (
+    CallbackNotifier,
+    InMemoryNotifier,
+    LoggingNotifier,
+    Notification,
+    Notifier,
+    NullNotifier,
+)
 from crmcore.rules import (
     CrmError,
     Diagnostic,
@@ -10,17 +20,37 @@ from crmcore.rules import (
     load_rules,
     loads,
 )
+from crmcore.storage import MemoryStore, Store
+from crmcore.views import PermissionDenied, View
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadEvent",
+    "BatchSummary",
+    "CallbackNotifier",
     "CrmError",
     "Diagnostic",
+    "Engine",
+    "EngineError",
     "Evaluation",
     "EvaluationError",
+    "EventError",
+    "InMemoryNotifier",
+    "LoggingNotifier",
+    "MemoryStore",
+    "Notification",
+    "Notifier",
+    "NullNotifier",
+    "PermissionDenied",
+    "Result",
     "RuleError",
     "RuleSet",
+    "Store",
+    "View",
     "__version__",
     "load_rules",
     "loads",
+    "parse_event",
+    "read_events",
 ]

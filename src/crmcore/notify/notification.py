@@ -34,13 +34,15 @@ def client_recipient(client_id: str) -> str:
     return f"client:{client_id}"
 
 
-def notification_id(event_id: str, kind: str, recipient: str) -> str:
-    """The idempotency key: sha256 hex of the deciding event id, the kind and the recipient.
+def notification_id(event_id: str, kind: str, recipient: str, subject: str = "") -> str:
+    """The idempotency key: sha256 hex of the deciding event id, the kind, the recipient and
+    the subject (the client, and the trigger, it is about: one event can re-route many
+    clients or fire several triggers for one recipient).
 
-    Stable across processes and runs; differs whenever any of the three differs. The parts are
+    Stable across processes and runs; differs whenever any part differs. The parts are
     joined with a NUL so that ``("a", "bc")`` and ``("ab", "c")`` never collide.
     """
-    key = "\0".join((event_id, kind, recipient))
+    key = "\0".join((event_id, kind, recipient, subject))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -83,10 +85,14 @@ class Notification(BaseModel):
         client_id: str | None = None,
         payload: dict[str, Any] | None = None,
         rule_version: str | None = None,
+        subject: str | None = None,
     ) -> Notification:
-        """A notification whose ``id`` is derived from ``event_id``, ``kind`` and ``recipient``."""
+        """A notification whose ``id`` is :func:`notification_id` of ``event_id``, ``kind``,
+        ``recipient`` and ``subject`` (default: the client id)."""
+        if subject is None:
+            subject = client_id or ""
         return cls(
-            id=notification_id(event_id, kind, recipient),
+            id=notification_id(event_id, kind, recipient, subject),
             kind=kind,
             recipient=recipient,
             event_id=event_id,

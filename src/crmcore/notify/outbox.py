@@ -90,39 +90,46 @@ class MemoryOutbox:
 
     def __init__(self) -> None:
         self._entries: dict[str, OutboxEntry] = {}
+        self._pending: dict[str, OutboxEntry] = {}  # the undelivered entries: what `due` scans
+
+    def _put(self, entry: OutboxEntry) -> None:
+        """Store ``entry`` (new or changed); subclasses make it part of a unit of work."""
+        self._entries[entry.id] = entry
+        if entry.pending:
+            self._pending[entry.id] = entry
+        else:
+            self._pending.pop(entry.id, None)
 
     def add(self, notifications: Iterable[Notification]) -> None:
         for notification in notifications:
             if notification.id not in self._entries:
-                self._entries[notification.id] = OutboxEntry(
-                    notification=notification, next_attempt_at=notification.created_at
-                )
+                self._put(OutboxEntry(notification=notification, next_attempt_at=notification.created_at))
 
     def due(self, now: datetime, limit: int) -> list[OutboxEntry]:
         if limit <= 0:
             return []
-        ready = [e for e in self._entries.values() if e.pending and e.next_attempt_at <= now]
-        ready.sort(key=lambda e: (e.next_attempt_at, e.notification.created_at, e.id))
+        ready = [e for e in self._pending.values() if e.next_attempt_at <= now]
+        ready.sort(key=lambda e: (e.next_attempt_at, e.notification.created_at))  # stable: ties keep the order added
         return ready[:limit]
 
     def delivered(self, id: str, at: datetime) -> None:
         entry = self.entry(id)
-        self._entries[id] = entry.model_copy(
-            update={"attempts": entry.attempts + 1, "delivered_at": at}
-        )
+        self._put(entry.model_copy(update={"attempts": entry.attempts + 1, "delivered_at": at}))
 
     def failed(self, id: str, at: datetime, error: str, next_attempt_at: datetime) -> None:
         entry = self.entry(id)
-        self._entries[id] = entry.model_copy(
-            update={
-                "attempts": entry.attempts + 1,
-                "last_error": error,
-                "next_attempt_at": next_attempt_at,
-            }
+        self._put(
+            entry.model_copy(
+                update={
+                    "attempts": entry.attempts + 1,
+                    "last_error": error,
+                    "next_attempt_at": next_attempt_at,
+                }
+            )
         )
 
     def pending_count(self) -> int:
-        return sum(1 for e in self._entries.values() if e.pending)
+        return len(self._pending)
 
     def entry(self, id: str) -> OutboxEntry:
         """The entry for a notification id; :class:`UnknownNotification` if there is none."""

@@ -39,6 +39,7 @@ class Exclusion(StrEnum):
     NOT_AN_AGENT = "not_an_agent"  # a manager or admin, for a desk strategy
     OTHER_DESK = "other_desk"
     UNKNOWN_AGENT = "unknown_agent"
+    BREACHED_SLA = "breached_sla"  # a reassignment after an SLA breach skips the agent who breached
 
 
 @lru_cache(maxsize=256)

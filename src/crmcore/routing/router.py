@@ -15,7 +15,7 @@ rule: ``unassigned`` to the pool of the last matching rule that names a desk, el
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -78,10 +78,13 @@ def route(
     open_counts: Mapping[str, int],
     state: RoutingState,
     agents: Iterable[model.Agent] | None = None,
+    exclude: Collection[str] = (),
 ) -> tuple[RoutingResult, RoutingState]:
     """Route ``client`` by ``rules.routing[stage]``; returns the decision and the new state.
 
     ``agents`` defaults to the rule set's agents; the engine passes its current ones.
+    ``exclude``: agents who may not take the client (``breached_sla`` in the trace), for a
+    reassignment after an SLA breach.
     """
     roster = list(rules.agents.values() if agents is None else agents)
     by_id = {agent.id: agent for agent in roster}
@@ -105,6 +108,8 @@ def route(
             value = rule.agent(scope)
             agent_id = value if isinstance(value, str) else None
             reason = check_agent_id(agent_id, open_counts=open_counts, now=now, client=client, rules=rules, agents=by_id)
+            if reason is None and agent_id in exclude:
+                reason = Exclusion.BREACHED_SLA
             if reason is None:
                 assert agent_id is not None
                 trace.append(Step(rule.name, "assigned", agent=agent_id))
@@ -123,6 +128,10 @@ def route(
         eligible, excluded = eligible_agents(
             roster, desk, open_counts, now, client, rule.require, rules
         )
+        if exclude:
+            for agent_id in [a for a in eligible if a in exclude]:
+                eligible.remove(agent_id)
+                excluded[agent_id] = Exclusion.BREACHED_SLA
         picked, state = _pick(rule, desk, roster, eligible, open_counts, state)
         if picked is None:
             trace.append(

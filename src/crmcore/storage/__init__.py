@@ -1,1 +1,11 @@
-"""storage — arrives with its own issue."""
+"""Storage: the Store protocol the engine runs on, and its implementations.
+
+:class:`MemoryStore` keeps everything in memory (tests, rule tests, backtests, one process);
+the SQL store (SQLAlchemy on SQLite and PostgreSQL) implements the same protocol.
+"""
+
+from crmcore.storage.base import Store
+from crmcore.storage.memory import MemoryStore
+from crmcore.storage.records import Assignment, DeadLetter, Decision, PoolEntry, QueueItem
+
+__all__ = ["Assignment", "DeadLetter", "Decision", "MemoryStore", "PoolEntry", "QueueItem", "Store"]

@@ -1,0 +1,676 @@
+"""The engine: events in; scores, assignments, decisions and notifications out (SPEC §1, §2, §5).
+
+Orchestration only: client state comes from :mod:`crmcore.state`, scores from the rule
+set's generated evaluator, routing from :mod:`crmcore.routing`, persistence from a
+:class:`~crmcore.storage.Store`, delivery from :mod:`crmcore.notify`.
+
+Each event is one unit of work on the store: the event's id, the client's new record, the
+scores, any assignment, the decision and its notifications (into the outbox) commit
+together, or — when anything fails — nothing does and the event goes to the dead letters
+with its reason. An event whose id was handled before is a duplicate and changes nothing.
+While an event is handled, ``now`` is its ``at``; the engine never reads the wall clock
+(except :meth:`Engine.claim` without ``at``, a person acting now).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from crmcore.events import (
+    AgentUpdated,
+    BadEvent,
+    CampaignCost,
+    ClientRegistered,
+    Contact,
+    Event,
+    EventError,
+    IbUpdated,
+    parse_event,
+)
+from crmcore.notify.notification import ADMINS, Notification, NotificationKind
+from crmcore.notify.notifiers import Notifier, NullNotifier
+from crmcore.notify.outbox import Backoff, DeliveryReport, deliver_pending
+from crmcore.routing.router import RoutingResult, route
+from crmcore.rules import model
+from crmcore.rules.diagnostics import CrmError
+from crmcore.rules.loader import load_rules
+from crmcore.rules.ruleset import Evaluation, RuleSet
+from crmcore.state import apply, new_client
+from crmcore.storage.base import Store
+from crmcore.storage.memory import MemoryStore
+from crmcore.storage.records import (
+    Assignment,
+    Cause,
+    DeadLetter,
+    Decision,
+    EndReason,
+    PoolEntry,
+    jsonable,
+    routing_dict,
+)
+from crmcore.views import PermissionDenied, View
+
+__all__ = ["BatchSummary", "Engine", "EngineError", "Result"]
+
+_DELIVER_EVERY = 1000  # handle_many delivers the outbox after this many events, and at the end
+_BACKOFF = Backoff()
+
+
+class EngineError(CrmError):
+    """An event the engine cannot apply (an unknown client, a second registration, ...);
+    the event is dead-lettered with this message."""
+
+
+Status = Literal["handled", "duplicate", "dead_lettered"]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What :meth:`Engine.handle` did with one event.
+
+    ``decisions``: one for a client event (scores, and routing on registration or FTD);
+    one per client routed again for an ``agent_updated`` that makes an agent inactive;
+    none for IB and campaign events, duplicates and dead letters. The properties read the
+    first decision (the event's own client).
+    """
+
+    event_id: str | None
+    status: Status
+    decisions: tuple[Decision, ...] = ()
+    error: str | None = None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.decisions[0] if self.decisions else None
+
+    @property
+    def scores(self) -> Mapping[str, float]:
+        return self.decisions[0].scores if self.decisions else {}
+
+    @property
+    def bands(self) -> Mapping[str, str | None]:
+        return self.decisions[0].bands if self.decisions else {}
+
+    @property
+    def routing(self) -> RoutingResult | None:
+        return self.decisions[0].routing if self.decisions else None
+
+    @property
+    def notifications(self) -> tuple[Notification, ...]:
+        return tuple(n for decision in self.decisions for n in decision.notifications)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "status": self.status,
+            "error": self.error,
+            "decisions": [decision.as_dict() for decision in self.decisions],
+        }
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """What :meth:`Engine.handle_many` did: counts, and each event's result (in order)."""
+
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    results: list[Result] = field(default_factory=list)
+
+    def count(self, result: Result) -> None:
+        if result.status == "handled":
+            self.handled += 1
+        elif result.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.dead_lettered += 1
+
+
+class _Duplicate(Exception):
+    """Another worker handled the event between the check and the unit of work."""
+
+
+class Engine:
+    """Events in; scores, assignments, decisions and notifications out.
+
+    ``store`` defaults to a new :class:`MemoryStore`, ``notifier`` to one that drops
+    everything. The rule file's desks are written to the store; its agents are added when
+    the store does not know them (``agent_updated`` events change them later, and a reload
+    with an edited agent writes the edit).
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        store: Store | None = None,
+        notifier: Notifier | None = None,
+        *,
+        backoff: Backoff = _BACKOFF,
+    ) -> None:
+        self.store: Store = store if store is not None else MemoryStore()
+        self.notifier: Notifier = notifier if notifier is not None else NullNotifier()
+        self.backoff = backoff
+        with self.store.unit_of_work():
+            self._seed(rules, previous=None)
+        self._rules = rules
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set deciding now (replaced atomically by :meth:`reload`)."""
+        return self._rules
+
+    def _seed(self, rules: RuleSet, previous: RuleSet | None) -> None:
+        store = self.store
+        for desk in rules.desks.values():
+            store.put_desk(desk)
+        known = store.agents()
+        for agent in rules.agents.values():
+            edited = previous is not None and previous.agents.get(agent.id) != agent
+            if agent.id not in known or edited:
+                store.put_agent(agent)
+
+    def reload(self, rules: RuleSet | str | Path | Iterable[str | Path]) -> RuleSet:
+        """Replace the rule set; paths are loaded first. Atomic: when loading fails
+        (:class:`~crmcore.RuleError`) the running rule set stays. Returns the new one."""
+        new = rules if isinstance(rules, RuleSet) else load_rules(rules)
+        with self.store.unit_of_work():
+            self._seed(new, previous=self._rules)
+        self._rules = new  # one assignment: an event is decided by one rule set or the other
+        return new
+
+    # --- events -------------------------------------------------------------------------------
+
+    def handle(self, event: Event | BadEvent | Mapping[str, Any]) -> Result:
+        """Handle one event (a model, a parsed line or a mapping to validate), then deliver
+        the outbox. Never raises for a bad or failing event: it is dead-lettered."""
+        result, at = self._handle(event)
+        if at is not None:
+            self.deliver_pending(at)
+        return result
+
+    def handle_many(
+        self,
+        events: Iterable[Event | BadEvent | Mapping[str, Any]],
+        *,
+        keep_results: bool = True,
+        progress: Callable[[Result], object] | None = None,
+    ) -> BatchSummary:
+        """Handle events in order, each in its own unit of work; the batch goes on past bad
+        ones. The outbox is delivered every 1,000 events and at the end."""
+        summary = BatchSummary()
+        latest: datetime | None = None
+        since_delivery = 0
+        for event in events:
+            result, at = self._handle(event)
+            summary.count(result)
+            if keep_results:
+                summary.results.append(result)
+            if progress is not None:
+                progress(result)
+            if at is not None and (latest is None or at > latest):
+                latest = at
+            since_delivery += 1
+            if since_delivery >= _DELIVER_EVERY and latest is not None:
+                self.deliver_all(latest)
+                since_delivery = 0
+        if latest is not None:
+            self.deliver_all(latest)
+        return summary
+
+    def _handle(self, event: Event | BadEvent | Mapping[str, Any]) -> tuple[Result, datetime | None]:
+        rules = self._rules  # one rule set decides the whole event
+        if isinstance(event, BadEvent):
+            return self._dead_letter(_id_in(event.raw), event.raw, event.reason, event.line), None
+        if isinstance(event, Mapping):
+            data = event
+            try:
+                event = parse_event(data, rules)
+            except EventError as err:
+                raw = json.dumps(jsonable(dict(data)), default=str)
+                event_id = data.get("id")
+                return self._dead_letter(event_id if isinstance(event_id, str) else None, raw, str(err)), None
+        store = self.store
+        if store.seen(event.id):
+            return Result(event.id, "duplicate"), None
+        try:
+            with store.unit_of_work():
+                if store.seen(event.id):
+                    raise _Duplicate
+                store.record_event(event)  # first: the event counts in its own windows
+                decisions = self._apply(event, rules)
+                for decision in decisions:
+                    store.add_decision(decision)
+                    store.outbox.add(decision.notifications)
+        except _Duplicate:
+            return Result(event.id, "duplicate"), None
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmError) else str(exc)
+            return self._dead_letter(event.id, event.model_dump_json(), reason), None
+        return Result(event.id, "handled", tuple(decisions)), event.at
+
+    def _dead_letter(self, event_id: str | None, raw: str, reason: str, line: int | None = None) -> Result:
+        with self.store.unit_of_work():
+            self.store.add_dead_letter(DeadLetter(event_id, raw, reason, line))
+        return Result(event_id, "dead_lettered", error=reason)
+
+    def _apply(self, event: Event, rules: RuleSet) -> list[Decision]:
+        if isinstance(event, ClientRegistered):
+            return [self._register(event, rules)]
+        if isinstance(event, AgentUpdated):
+            return self._agent_updated(event, rules)
+        if isinstance(event, IbUpdated):
+            self.store.put_ib(event.ib.model_dump())
+            return []
+        if isinstance(event, CampaignCost):
+            return []  # kept with the events, for cost KPIs
+        return [self._client_event(event, rules)]
+
+    def _register(self, event: ClientRegistered, rules: RuleSet) -> Decision:
+        store = self.store
+        if store.client(event.client_id) is not None:
+            raise EngineError(f"client {event.client_id!r} is already registered")
+        client = new_client(event, rules)
+        evaluation = self._evaluate(client, event.at, rules)
+        routing, notes = self._route(
+            "registration", client, evaluation, event.id, event.at, rules, ending=None
+        )
+        store.put_client(client)
+        store.put_scores(client["id"], evaluation.scores, evaluation.bands)
+        return Decision(
+            event.id, client["id"], event.at, "event", rules.version,
+            evaluation.scores, evaluation.bands, "registration", routing, None, tuple(notes),
+        )
+
+    def _client_event(self, event: Event, rules: RuleSet) -> Decision:
+        store = self.store
+        client_id: str = event.client_id  # type: ignore[union-attr]  # every other event is a client's
+        before = store.client(client_id)
+        if before is None:
+            raise EngineError(f"unknown client {client_id!r} (no client_registered before this event)")
+        client = apply(before, event)
+        if isinstance(event, Contact):
+            current = store.assignment(client_id)
+            if current is not None and current.agent_id == event.agent_id:
+                store.mark_contacted(client_id, event.at)
+        evaluation = self._evaluate(client, event.at, rules)
+        routing: RoutingResult | None = None
+        stage: str | None = None
+        notes: list[Notification] = []
+        if before["ftd_at"] is None and client["ftd_at"] is not None and rules.routing["ftd"]:
+            stage = "ftd"
+            routing, notes = self._route(
+                "ftd", client, evaluation, event.id, event.at, rules, ending="handover"
+            )
+        store.put_client(client)
+        store.put_scores(client_id, evaluation.scores, evaluation.bands)
+        return Decision(
+            event.id, client_id, event.at, "event", rules.version,
+            evaluation.scores, evaluation.bands, stage, routing, None, tuple(notes),
+        )
+
+    def _agent_updated(self, event: AgentUpdated, rules: RuleSet) -> list[Decision]:
+        store = self.store
+        agent_id = event.agent["id"]
+        current = store.agents().get(agent_id)
+        fields = {**(current.model_dump() if current is not None else {}), **event.agent}
+        agent = model.Agent.model_validate(fields)  # a new agent needs at least a desk
+        store.put_agent(agent)
+        if agent.active:
+            return []
+        # Nobody is left assigned to an inactive agent: their clients are routed again.
+        return [
+            self._reroute(client_id, "agent_inactive", "agent_inactive", event.id, event.at, rules)
+            for client_id in store.open_clients(agent_id)
+        ]
+
+    # --- scoring and routing ------------------------------------------------------------------
+
+    def _evaluate(self, client: Mapping[str, Any], now: datetime, rules: RuleSet) -> Evaluation:
+        return rules.evaluate(self._context(client, now, rules))
+
+    def _context(self, client: Mapping[str, Any], now: datetime, rules: RuleSet) -> dict[str, Any]:
+        ib_id = client.get("ib_id")
+        context: dict[str, Any] = {
+            "client": client,
+            "ib": self.store.ib(ib_id) if ib_id is not None else None,
+            "trading": client.get("trading"),
+            "now": now,
+        }
+        if rules.uses_windows:
+            context["events"] = self.store.history(client["id"])
+        return context
+
+    def _route(
+        self,
+        stage: str,
+        client: dict[str, Any],
+        evaluation: Evaluation,
+        event_id: str,
+        at: datetime,
+        rules: RuleSet,
+        *,
+        ending: EndReason | None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> tuple[RoutingResult, list[Notification]]:
+        """Route ``client`` by ``stage``'s rules and record the outcome: an assignment, a pool
+        entry, or nothing (``unrouted``). ``client`` gets its new ``agent_id`` and ``desk_id``.
+        ``ending``: end the client's open assignment for this reason unless the outcome is
+        ``unrouted`` (a hand-over nobody can take leaves the client where they are).
+        """
+        store = self.store
+        agents = store.agents()
+        state = store.routing_state()
+        ib_id = client.get("ib_id")
+        result, new_state = route(
+            stage, rules, client,
+            scores=evaluation.scores, bands=evaluation.bands,
+            ib=store.ib(ib_id) if ib_id is not None else None,
+            trading=client.get("trading"), now=at,
+            open_counts=store.open_counts(), state=state,
+            agents=agents.values(), exclude=exclude,
+        )
+        if new_state is not state:
+            store.put_routing_state(new_state)
+        client_id = client["id"]
+        if result.outcome == "unrouted":
+            if ending is None:
+                client["agent_id"] = client["desk_id"] = None
+            notes = [self._note("unrouted", ADMINS, event_id, at, client, evaluation, result, rules)]
+            return result, notes
+        if ending is not None:
+            store.end_assignment(client_id, at, ending, event_id)
+        store.take_from_pool(client_id)
+        if result.outcome == "assigned":
+            assert result.agent is not None
+            agent = agents[result.agent]
+            desk = result.desk or agent.desk
+            self._assign(
+                Assignment(
+                    client_id, agent.id, desk, stage, result.rule, result.strategy, at, event_id,
+                    rules.version, result.trace, self._sla_due(desk, at),
+                )
+            )
+            client["agent_id"], client["desk_id"] = agent.id, desk
+            return result, self._assigned_notes(agent, event_id, at, client, evaluation, result, rules)
+        pool = result.desk
+        assert pool is not None
+        reason: Literal["pooled", "unassigned"] = "pooled" if result.outcome == "pooled" else "unassigned"
+        store.add_to_pool(PoolEntry(client_id, pool, stage, reason, at, event_id, result.rule))
+        client["agent_id"], client["desk_id"] = None, pool
+        if reason == "pooled":  # the desk's agents may claim the client
+            recipients = [a.id for a in _desk_agents(agents, pool, "agent") if a.active]
+        else:  # nothing could be satisfied: the desk's managers (admins when it has none)
+            recipients = [a.id for a in _desk_agents(agents, pool, "manager")] or [ADMINS]
+        notes = [
+            self._note(reason, r, event_id, at, client, evaluation, result, rules) for r in recipients
+        ]
+        return result, notes
+
+    def _assign(self, assignment: Assignment) -> None:
+        self.store.start_assignment(assignment)
+
+    def _sla_due(self, desk_id: str, at: datetime) -> datetime | None:
+        desk = self.store.desks().get(desk_id)
+        if desk is None or desk.sla.first_contact is None:
+            return None
+        return at + timedelta(seconds=model.duration_seconds(desk.sla.first_contact))
+
+    def _reroute(
+        self,
+        client_id: str,
+        cause: Cause,
+        ending: EndReason,
+        event_id: str,
+        at: datetime,
+        rules: RuleSet,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Decision:
+        """End the client's assignment and route them again by the rules that assigned them."""
+        store = self.store
+        ended = store.end_assignment(client_id, at, ending, event_id)
+        stage = ended.stage if ended is not None else "registration"
+        stored = store.client(client_id)
+        assert stored is not None
+        client = dict(stored)
+        evaluation = self._evaluate(client, at, rules)
+        routing, notes = self._route(stage, client, evaluation, event_id, at, rules, ending=None, exclude=exclude)
+        store.put_client(client)
+        store.put_scores(client_id, evaluation.scores, evaluation.bands)
+        return Decision(
+            event_id, client_id, at, cause, rules.version, evaluation.scores, evaluation.bands,
+            stage, routing, None, tuple(notes),
+        )
+
+    # --- notifications ------------------------------------------------------------------------
+
+    def _assigned_notes(
+        self,
+        agent: model.Agent,
+        event_id: str,
+        at: datetime,
+        client: Mapping[str, Any],
+        evaluation: Evaluation | None,
+        result: RoutingResult | None,
+        rules: RuleSet,
+    ) -> list[Notification]:
+        """``assigned`` to the agent and ``assigned_to_team`` to their manager."""
+        notes = [self._note("assigned", agent.id, event_id, at, client, evaluation, result, rules)]
+        if agent.manager is not None and agent.manager != agent.id:
+            notes.append(
+                self._note("assigned_to_team", agent.manager, event_id, at, client, evaluation, result, rules)
+            )
+        return notes
+
+    def _note(
+        self,
+        kind: NotificationKind,
+        recipient: str,
+        event_id: str,
+        at: datetime,
+        client: Mapping[str, Any],
+        evaluation: Evaluation | None,
+        result: RoutingResult | None,
+        rules: RuleSet,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Notification:
+        payload: dict[str, Any] = {"client": _client_details(client)}
+        if evaluation is not None:
+            payload["scores"] = jsonable(evaluation.scores)
+            payload["bands"] = dict(evaluation.bands)
+        if result is not None:
+            payload.update(rule=result.rule, desk=client.get("desk_id"), agent=result.agent, strategy=result.strategy)
+        if extra:
+            payload.update(extra)
+        return Notification.create(
+            kind=kind, recipient=recipient, event_id=event_id, created_at=at,
+            client_id=client["id"], payload=payload, rule_version=rules.version,
+        )
+
+    def deliver_pending(self, now: datetime, *, limit: int = 100) -> DeliveryReport:
+        """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff)."""
+        return deliver_pending(self.store.outbox, self.notifier, now, limit=limit, backoff=self.backoff)
+
+    def deliver_all(self, now: datetime) -> DeliveryReport:
+        """Send every outbox entry due at ``now``, each once."""
+        delivered = failed = 0
+        while True:
+            report = self.deliver_pending(now, limit=1000)
+            delivered += report.delivered
+            failed += report.failed
+            if report.delivered + report.failed < 1000:
+                return DeliveryReport(delivered, failed, report.pending)
+
+    # --- time: SLA checks ---------------------------------------------------------------------
+
+    def scan(self, now: datetime) -> list[Decision]:
+        """Time-based checks at ``now``: every open assignment whose first-contact SLA has
+        passed without a contact by its agent is a breach — ``alert`` notifies the agent's
+        manager (the desk's managers when the agent has none), ``reassign`` also routes the
+        client again without the agent who breached. Each breach is acted on once."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        rules = self._rules
+        store = self.store
+        decisions: list[Decision] = []
+        for due in store.sla_due(now):
+            scan_id = f"sla:{due.client_id}:{due.event_id}"
+            with store.unit_of_work():
+                if store.assignment(due.client_id) != due:  # handled meanwhile
+                    continue
+                decision = self._breach(due, scan_id, now, rules)
+                store.add_decision(decision)
+                store.outbox.add(decision.notifications)
+            decisions.append(decision)
+        self.deliver_all(now)
+        return decisions
+
+    def _breach(self, due: Assignment, scan_id: str, now: datetime, rules: RuleSet) -> Decision:
+        store = self.store
+        desk = store.desks().get(due.desk)
+        mode: Literal["alert", "reassign"] = desk.on_sla_breach if desk is not None else "alert"
+        store.mark_breached(due.client_id, now)
+        agents = store.agents()
+        breacher = agents.get(due.agent_id)
+        managers = (
+            [breacher.manager] if breacher is not None and breacher.manager is not None
+            else [a.id for a in _desk_agents(agents, due.desk, "manager")] or [ADMINS]
+        )
+        client = store.client(due.client_id)
+        assert client is not None
+        extra = {"agent": due.agent_id, "desk": due.desk, "assigned_at": jsonable(due.assigned_at),
+                 "sla_due_at": jsonable(due.sla_due_at), "action": mode}
+        alerts = [
+            self._note("sla_breach", m, scan_id, now, client, None, None, rules, extra) for m in managers
+        ]
+        if mode == "alert":
+            scores = store.scores(due.client_id) or ({}, {})
+            return Decision(
+                scan_id, due.client_id, now, "sla_breach", rules.version, scores[0], scores[1],
+                sla_breach="alert", notifications=tuple(alerts),
+            )
+        decision = self._reroute(
+            due.client_id, "sla_breach", "sla_breach", scan_id, now, rules, exclude=frozenset({due.agent_id})
+        )
+        return Decision(
+            decision.event_id, decision.client_id, decision.at, decision.cause, decision.rule_version,
+            decision.scores, decision.bands, decision.stage, decision.routing, "reassign",
+            (*alerts, *decision.notifications),
+        )
+
+    # --- people -------------------------------------------------------------------------------
+
+    def claim(self, agent_id: str, client_id: str, at: datetime | None = None) -> bool:
+        """Take a pooled client: ``True`` for the one claim that wins, ``False`` when the
+        client is not (or no longer) in a pool. Raises :class:`PermissionDenied` for an
+        agent not on the pool's desk, inactive or at capacity. ``at`` defaults to now."""
+        at = at if at is not None else datetime.now(UTC)
+        rules = self._rules
+        store = self.store
+        with store.unit_of_work():
+            agent = store.agents().get(agent_id)
+            entry = store.pool_entry(client_id)
+            if agent is None:
+                raise PermissionDenied(f"unknown agent {agent_id!r}")
+            if entry is None:
+                return False
+            if agent.role != "admin" and agent.desk != entry.desk:
+                raise PermissionDenied(f"{agent_id} is not on desk {entry.desk!r}, whose pool holds {client_id}")
+            if not agent.active:
+                raise PermissionDenied(f"{agent_id} is inactive")
+            if agent.capacity is not None and store.open_counts().get(agent_id, 0) >= agent.capacity:
+                raise PermissionDenied(f"{agent_id} is at capacity ({agent.capacity} open clients)")
+            if store.take_from_pool(client_id) is None:
+                return False
+            event_id = f"claim:{client_id}:{agent_id}:{at.isoformat()}"
+            self._assign(
+                Assignment(
+                    client_id, agent_id, entry.desk, entry.stage, entry.rule, "claim", at, event_id,
+                    rules.version, (), self._sla_due(entry.desk, at),
+                )
+            )
+            stored = store.client(client_id)
+            assert stored is not None
+            client = {**stored, "agent_id": agent_id, "desk_id": entry.desk}
+            store.put_client(client)
+            scores, bands = store.scores(client_id) or ({}, {})
+            notes = self._assigned_notes(agent, event_id, at, client, None, None, rules)
+            decision = Decision(
+                event_id, client_id, at, "claim", rules.version, scores, bands, entry.stage,
+                None, None, tuple(notes),
+            )
+            store.add_decision(decision)
+            store.outbox.add(decision.notifications)
+        self.deliver_all(at)
+        return True
+
+    def view(self, viewer_id: str) -> View:
+        """What ``viewer_id`` (an agent, manager or admin) may see; see :class:`crmcore.views.View`."""
+        return View(self, viewer_id)
+
+    # --- why ----------------------------------------------------------------------------------
+
+    def explain(self, client_id: str) -> dict[str, Any]:
+        """Why the client stands where they do, as JSON-ready data: each score with its
+        per-rule points and band (at the time of the client's latest decision), the condition
+        triggers that hold, the latest routing with its whole trace, and the rule-set
+        versions (``rule_version`` now, ``routing.rule_version`` of the decision)."""
+        store = self.store
+        client = store.client(client_id)
+        if client is None:
+            raise EngineError(f"unknown client {client_id!r}")
+        rules = self._rules
+        decisions = store.decisions(client_id)
+        now = decisions[-1].at if decisions else client["registered_at"]
+        evaluation = self._evaluate(client, now, rules)
+        routed = next((d for d in reversed(decisions) if d.routing is not None), None)
+        routing = None
+        if routed is not None and routed.routing is not None:
+            routing = {
+                **routing_dict(routed.stage, routed.routing),
+                "at": jsonable(routed.at), "cause": routed.cause, "event_id": routed.event_id,
+                "rule_version": routed.rule_version,
+            }
+        assignment = store.assignment(client_id)
+        pooled = store.pool_entry(client_id)
+        return {
+            "client_id": client_id,
+            "now": jsonable(now),
+            "rule_version": rules.version,
+            "scores": jsonable(evaluation.scores),
+            "bands": dict(evaluation.bands),
+            "breakdown": jsonable(evaluation.breakdown),
+            "triggers": list(evaluation.triggers),
+            "routing": routing,
+            "assignment": None if assignment is None else assignment.as_dict(),
+            "pool": None if pooled is None else pooled.as_dict(),
+        }
+
+
+def _desk_agents(agents: Mapping[str, model.Agent], desk: str, role: str) -> list[model.Agent]:
+    return sorted((a for a in agents.values() if a.desk == desk and a.role == role), key=lambda a: a.id)
+
+
+_DETAILS = (
+    "id", "country", "language", "email", "region", "source", "campaign", "ib_id", "stage",
+    "registered_at", "ftd_at", "ftd_amount", "balance",
+)
+
+
+def _client_details(client: Mapping[str, Any]) -> dict[str, Any]:
+    """What a notification tells about the client."""
+    return {name: jsonable(client.get(name)) for name in _DETAILS}
+
+
+def _id_in(raw: str) -> str | None:
+    """The ``id`` of a raw JSON line, when it has a usable one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,178 @@
+"""The Store protocol: the small set of operations the engine needs, grouped by concept.
+
+The engine runs every event inside ``with store.unit_of_work():``. Everything written
+inside commits together or not at all: an exception leaves the store as it was before the
+block (MemoryStore undoes its journal; SqlStore rolls back the transaction or savepoint).
+Units of work may nest; an inner one that fails undoes only its own writes.
+
+Records come back as the engine stored them: clients as dicts (see :mod:`crmcore.state`),
+agents and desks as the rule-file models, the rest as :mod:`crmcore.storage.records`. A
+caller must not mutate what a store returns; it writes a new value with a ``put``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from crmcore.events import Event
+from crmcore.notify.outbox import Outbox
+from crmcore.routing.router import RoutingState
+from crmcore.rules import model
+from crmcore.storage.records import (
+    Assignment,
+    DeadLetter,
+    Decision,
+    EndReason,
+    PoolEntry,
+    QueueItem,
+)
+
+__all__ = ["Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    @property
+    def outbox(self) -> Outbox:
+        """Notifications waiting for delivery; written in the same unit of work as decisions."""
+        ...
+
+    def unit_of_work(self) -> AbstractContextManager[None]:
+        """All writes inside commit together, or none of them when the block raises."""
+        ...
+
+    # --- events -------------------------------------------------------------------------------
+
+    def seen(self, event_id: str) -> bool:
+        """Whether an event with this id was handled (a repeat is a duplicate)."""
+        ...
+
+    def record_event(self, event: Event) -> None:
+        """Remember a handled event: its id (idempotency), and the client's history."""
+        ...
+
+    def history(self, client_id: str) -> Sequence[Mapping[str, Any]]:
+        """The client's handled events as dicts (``type``, ``at``, fields), in arrival order:
+        what activity windows read."""
+        ...
+
+    def events(self) -> Iterator[Event]:
+        """Every handled event, in arrival order."""
+        ...
+
+    # --- clients, agents, desks, IBs ----------------------------------------------------------
+
+    def client(self, client_id: str) -> dict[str, Any] | None: ...
+
+    def put_client(self, client: dict[str, Any]) -> None: ...
+
+    def clients(self) -> Iterator[dict[str, Any]]:
+        """Every client, in registration order."""
+        ...
+
+    def agents(self) -> Mapping[str, model.Agent]: ...
+
+    def put_agent(self, agent: model.Agent) -> None: ...
+
+    def desks(self) -> Mapping[str, model.Desk]: ...
+
+    def put_desk(self, desk: model.Desk) -> None: ...
+
+    def ib(self, ib_id: str) -> dict[str, Any] | None: ...
+
+    def put_ib(self, ib: dict[str, Any]) -> None: ...
+
+    # --- assignments --------------------------------------------------------------------------
+
+    def assignment(self, client_id: str) -> Assignment | None:
+        """The client's open assignment, if any."""
+        ...
+
+    def assignments(self, client_id: str) -> list[Assignment]:
+        """The client's assignments, oldest first (the open one last)."""
+        ...
+
+    def start_assignment(self, assignment: Assignment) -> None:
+        """Record a new open assignment; the client must have none open."""
+        ...
+
+    def end_assignment(
+        self, client_id: str, at: datetime, reason: EndReason, ended_by: str
+    ) -> Assignment | None:
+        """End the client's open assignment (if any) and return it as ended."""
+        ...
+
+    def mark_contacted(self, client_id: str, at: datetime) -> None:
+        """The open assignment's agent contacted the client at ``at`` (first time counts)."""
+        ...
+
+    def mark_breached(self, client_id: str, at: datetime) -> None:
+        """The open assignment missed its first-contact SLA; reported once."""
+        ...
+
+    def sla_due(self, now: datetime) -> list[Assignment]:
+        """Open assignments not contacted and not yet breached whose ``sla_due_at <= now``,
+        oldest due first."""
+        ...
+
+    def open_clients(self, agent_id: str) -> list[str]:
+        """Ids of the clients an agent holds now, in the order assigned."""
+        ...
+
+    def open_counts(self) -> Mapping[str, int]:
+        """Open clients per agent (agents with none may be missing)."""
+        ...
+
+    def routing_state(self) -> RoutingState:
+        """The strategies' state (round-robin pointers, weighted current values)."""
+        ...
+
+    def put_routing_state(self, state: RoutingState) -> None: ...
+
+    # --- pools --------------------------------------------------------------------------------
+
+    def pool(self, desk: str) -> list[PoolEntry]:
+        """The clients waiting in a desk's pool, oldest first."""
+        ...
+
+    def pool_entry(self, client_id: str) -> PoolEntry | None: ...
+
+    def add_to_pool(self, entry: PoolEntry) -> None:
+        """Put a client in a pool (replacing any entry they had)."""
+        ...
+
+    def take_from_pool(self, client_id: str) -> PoolEntry | None:
+        """Remove and return the client's pool entry; ``None`` if someone took it first.
+        Atomic: of two concurrent takers exactly one gets the entry."""
+        ...
+
+    # --- scores, decisions, dead letters, queues ----------------------------------------------
+
+    def put_scores(
+        self, client_id: str, scores: Mapping[str, float], bands: Mapping[str, str | None]
+    ) -> None: ...
+
+    def scores(self, client_id: str) -> tuple[Mapping[str, float], Mapping[str, str | None]] | None:
+        """The client's latest scores and bands."""
+        ...
+
+    def add_decision(self, decision: Decision) -> None: ...
+
+    def decisions(self, client_id: str | None = None) -> list[Decision]:
+        """Decisions in the order made, of one client or of all."""
+        ...
+
+    def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def put_queue_item(self, item: QueueItem) -> None:
+        """Open or update the client's item in ``item.queue`` (one per client per queue)."""
+        ...
+
+    def queue_items(self, queue: str | None = None, *, open_only: bool = True) -> list[QueueItem]:
+        """Items of one queue (or all), highest priority first, then oldest."""
+        ...

@@ -1,0 +1,148 @@
+"""What each person may see (SPEC §7, §11): ``engine.view(viewer_id)``.
+
+- an ``agent`` sees the clients assigned to them and their desk's pool; in queues and
+  task lists, the items of their own clients;
+- a ``manager`` sees everything of the agents they manage (and clients assigned to
+  themselves), their desk's pool and their desk's queues;
+- an ``admin`` sees everything.
+
+Anything else raises :class:`PermissionDenied` — also for a client that does not exist,
+so that a refusal never tells whether a client id is real. Every read path goes through
+:meth:`View.sees`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crmcore.rules import model
+from crmcore.rules.diagnostics import CrmError
+from crmcore.storage.records import PoolEntry, QueueItem
+
+if TYPE_CHECKING:
+    from crmcore.engine import Engine
+
+__all__ = ["PermissionDenied", "Task", "View"]
+
+
+class PermissionDenied(CrmError):
+    """The viewer may not see or do this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One client in a task list, once, with every open reason, highest priority first."""
+
+    client_id: str
+    priority: float
+    items: tuple[QueueItem, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "priority": self.priority,
+            "reasons": [item.as_dict() for item in self.items],
+        }
+
+
+class View:
+    """The engine's data as one viewer may see it."""
+
+    def __init__(self, engine: Engine, viewer_id: str) -> None:
+        viewer = engine.store.agents().get(viewer_id)
+        if viewer is None:
+            raise PermissionDenied(f"unknown viewer {viewer_id!r}")
+        self._engine = engine
+        self._store = engine.store
+        self.viewer: model.Agent = viewer
+
+    @property
+    def _role(self) -> str:
+        return self.viewer.role
+
+    def _team(self) -> frozenset[str]:
+        """The agents whose clients the viewer sees: themselves, and a manager's team."""
+        me = self.viewer.id
+        if self._role != "manager":
+            return frozenset({me})
+        return frozenset({me} | {a.id for a in self._store.agents().values() if a.manager == me})
+
+    def sees(self, client_id: str) -> bool:
+        """Whether the viewer may see this client."""
+        if self._role == "admin":
+            return self._store.client(client_id) is not None
+        current = self._store.assignment(client_id)
+        if current is not None:
+            return current.agent_id in self._team()
+        pooled = self._store.pool_entry(client_id)
+        return pooled is not None and pooled.desk == self.viewer.desk
+
+    def _check_desk(self, desk: str) -> None:
+        if self._role != "admin" and desk != self.viewer.desk:
+            raise PermissionDenied(f"{self.viewer.id} may not see desk {desk!r}")
+
+    def client(self, client_id: str) -> dict[str, Any]:
+        """The client's record with scores, bands, assignment and pool entry."""
+        if not self.sees(client_id):
+            raise PermissionDenied(f"{self.viewer.id} may not see client {client_id!r}")
+        return self._summary(client_id)
+
+    def clients(self) -> list[dict[str, Any]]:
+        """Every client the viewer may see, in registration order."""
+        store = self._store
+        if self._role == "admin":
+            ids = [client["id"] for client in store.clients()]
+        else:
+            ids = [c for agent in sorted(self._team()) for c in store.open_clients(agent)]
+            ids += [entry.client_id for entry in store.pool(self.viewer.desk)]
+            order = {client["id"]: n for n, client in enumerate(store.clients())}
+            ids.sort(key=order.__getitem__)
+        return [self._summary(client_id) for client_id in ids]
+
+    def pool(self, desk: str) -> list[PoolEntry]:
+        """The clients waiting in a desk's pool, oldest first (the viewer's own desk)."""
+        self._check_desk(desk)
+        return self._store.pool(desk)
+
+    def queue(self, name: str, desk: str | None = None) -> list[QueueItem]:
+        """Open items of a queue, highest priority first: for an admin every desk's (or
+        ``desk``'s), for a manager their desk's and their team's, for an agent their own
+        clients'."""
+        if desk is not None:
+            self._check_desk(desk)
+        items = self._store.queue_items(name)
+        return [item for item in items if (desk is None or item.desk == desk) and self._sees_item(item)]
+
+    def _sees_item(self, item: QueueItem) -> bool:
+        if self._role == "admin":
+            return True
+        if self._role == "manager" and item.desk == self.viewer.desk:
+            return True
+        return self.sees(item.client_id)
+
+    def tasks(self) -> list[Task]:
+        """Each visible client with open queue items once, with all of them, ordered by the
+        highest priority among them (then the oldest item)."""
+        by_client: dict[str, list[QueueItem]] = {}
+        for item in self._store.queue_items():
+            if self._sees_item(item):
+                by_client.setdefault(item.client_id, []).append(item)
+        tasks = [Task(client_id, items[0].priority, tuple(items)) for client_id, items in by_client.items()]
+        tasks.sort(key=lambda task: (-task.priority, task.items[0].opened_at, task.client_id))
+        return tasks
+
+    def _summary(self, client_id: str) -> dict[str, Any]:
+        store = self._store
+        client = store.client(client_id)
+        assert client is not None
+        scores, bands = store.scores(client_id) or ({}, {})
+        current = store.assignment(client_id)
+        pooled = store.pool_entry(client_id)
+        return {
+            **client,
+            "scores": dict(scores),
+            "bands": dict(bands),
+            "assignment": None if current is None else current.as_dict(),
+            "pool": None if pooled is None else pooled.as_dict(),
+        }
