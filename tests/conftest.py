@@ -16,7 +16,7 @@ from hypothesis import settings
 from sqlalchemy import Engine, Table, create_engine
 from sqlalchemy.pool import StaticPool
 
-from crmcore import RuleSet, load_rules
+from crmcore import MemoryStore, RuleSet, Store, load_rules
 
 PG_URL_ENV = "CRMCORE_TEST_PG_URL"
 
@@ -92,3 +92,20 @@ DATA = Path(__file__).parent / "data"
 def spec_rules() -> RuleSet:
     """The example rule set of SPEC §2, verbatim."""
     return load_rules(DATA / "spec_rules.yaml")
+
+
+# --- stores ------------------------------------------------------------------------------------
+# The engine's tests are written once and run on every Store; the SQL stores join this list.
+STORES = ["memory"]
+
+
+def make_store(kind: str) -> Store:
+    if kind == "memory":
+        return MemoryStore()
+    raise ValueError(kind)  # pragma: no cover
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> Store:
+    """A fresh, empty store of each kind."""
+    return make_store(request.param)
