@@ -57,6 +57,8 @@ routing:
     - {name: general, when: 'client.country != "XX"', assign: {desk: general, strategy: least_loaded}}
   ftd:
     - {name: to_retention, when: true, assign: {desk: retention, strategy: weighted}}
+triggers:
+  - {name: keen, when: 'client.email_clicks >= 2', queue: keen}
 """
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -127,17 +129,21 @@ def test_registration_scores_routes_and_notifies_agent_and_manager(rules: RuleSe
     assert client is not None and (client["agent_id"], client["desk_id"]) == ("a1", "sales")
     decision = store.decisions("c1")[-1]
     assert decision.rule_version == rules.version and decision.routing == routing
+    assert result.assignment == assignment and decision.assignment == assignment
 
 
 def test_scores_are_recomputed_after_every_event_of_the_client(rules: RuleSet, store: Store) -> None:
     engine = engine_for(rules, store)
     engine.handle(reg("c1", country="FR", language="fr"))
     assert dict(engine.handle(ev("email_clicked", "c1", at(1), "e1")).scores) == {"lead": 5}
+    clicked = engine.handle(ev("email_clicked", "c1", at(1.5), "e1b"))
+    assert dict(clicked.scores) == {"lead": 10} and clicked.triggers == ("keen",)
     result = engine.handle(ev("kyc_submitted", "c1", at(2), "e2"))
-    assert dict(result.scores) == {"lead": 35} and result.bands["lead"] == "warm"
-    assert result.routing is None  # a change of score does not re-route
-    assert store.scores("c1") == ({"lead": 35}, {"lead": "warm"})
-    assert engine.explain("c1")["breakdown"] == {"lead": {"clicks": 5, "kyc": 30}}
+    assert dict(result.scores) == {"lead": 40} and result.bands["lead"] == "warm"
+    assert result.routing is None and result.assignment is None  # a change of score does not re-route
+    assert store.scores("c1") == ({"lead": 40}, {"lead": "warm"})
+    assert engine.explain("c1")["breakdown"] == {"lead": {"clicks": 10, "kyc": 30}}
+    assert engine.explain("c1")["triggers"] == ["keen"]
 
 
 def test_round_robin_rotates_in_id_order_and_skips_agents_filtered_by_require(rules: RuleSet, store: Store) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from crmcore.events import (
     AgentUpdated,
@@ -99,6 +99,15 @@ class Result:
     @property
     def routing(self) -> RoutingResult | None:
         return self.decisions[0].routing if self.decisions else None
+
+    @property
+    def assignment(self) -> Assignment | None:
+        """The assignment this event made for its client (registration or hand-over)."""
+        return self.decisions[0].assignment if self.decisions else None
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        return self.decisions[0].triggers if self.decisions else ()
 
     @property
     def notifications(self) -> tuple[Notification, ...]:
@@ -276,15 +285,10 @@ class Engine:
             raise EngineError(f"client {event.client_id!r} is already registered")
         client = new_client(event, rules)
         evaluation = self._evaluate(client, event.at, rules)
-        routing, notes = self._route(
-            "registration", client, evaluation, event.id, event.at, rules, ending=None
-        )
+        routed = self._route("registration", client, evaluation, event.id, event.at, rules, ending=None)
         store.put_client(client)
         store.put_scores(client["id"], evaluation.scores, evaluation.bands)
-        return Decision(
-            event.id, client["id"], event.at, "event", rules.version,
-            evaluation.scores, evaluation.bands, "registration", routing, None, tuple(notes),
-        )
+        return _decision(event.id, client["id"], event.at, "event", rules, evaluation, "registration", routed)
 
     def _client_event(self, event: Event, rules: RuleSet) -> Decision:
         store = self.store
@@ -298,20 +302,12 @@ class Engine:
             if current is not None and current.agent_id == event.agent_id:
                 store.mark_contacted(client_id, event.at)
         evaluation = self._evaluate(client, event.at, rules)
-        routing: RoutingResult | None = None
-        stage: str | None = None
-        notes: list[Notification] = []
+        routed: _Routed | None = None
         if before["ftd_at"] is None and client["ftd_at"] is not None and rules.routing["ftd"]:
-            stage = "ftd"
-            routing, notes = self._route(
-                "ftd", client, evaluation, event.id, event.at, rules, ending="handover"
-            )
+            routed = self._route("ftd", client, evaluation, event.id, event.at, rules, ending="handover")
         store.put_client(client)
         store.put_scores(client_id, evaluation.scores, evaluation.bands)
-        return Decision(
-            event.id, client_id, event.at, "event", rules.version,
-            evaluation.scores, evaluation.bands, stage, routing, None, tuple(notes),
-        )
+        return _decision(event.id, client_id, event.at, "event", rules, evaluation, "ftd", routed)
 
     def _agent_updated(self, event: AgentUpdated, rules: RuleSet) -> list[Decision]:
         store = self.store
@@ -356,7 +352,7 @@ class Engine:
         *,
         ending: EndReason | None,
         exclude: frozenset[str] = frozenset(),
-    ) -> tuple[RoutingResult, list[Notification]]:
+    ) -> _Routed:
         """Route ``client`` by ``stage``'s rules and record the outcome: an assignment, a pool
         entry, or nothing (``unrouted``). ``client`` gets its new ``agent_id`` and ``desk_id``.
         ``ending``: end the client's open assignment for this reason unless the outcome is
@@ -381,7 +377,7 @@ class Engine:
             if ending is None:
                 client["agent_id"] = client["desk_id"] = None
             notes = [self._note("unrouted", ADMINS, event_id, at, client, evaluation, result, rules)]
-            return result, notes
+            return _Routed(result, None, notes)
         if ending is not None:
             store.end_assignment(client_id, at, ending, event_id)
         store.take_from_pool(client_id)
@@ -389,14 +385,14 @@ class Engine:
             assert result.agent is not None
             agent = agents[result.agent]
             desk = result.desk or agent.desk
-            self._assign(
-                Assignment(
-                    client_id, agent.id, desk, stage, result.rule, result.strategy, at, event_id,
-                    rules.version, result.trace, self._sla_due(desk, at),
-                )
+            assignment = Assignment(
+                client_id, agent.id, desk, stage, result.rule, result.strategy, at, event_id,
+                rules.version, result.trace, self._sla_due(desk, at),
             )
+            store.start_assignment(assignment)
             client["agent_id"], client["desk_id"] = agent.id, desk
-            return result, self._assigned_notes(agent, event_id, at, client, evaluation, result, rules)
+            notes = self._assigned_notes(agent, event_id, at, client, evaluation, result, rules)
+            return _Routed(result, assignment, notes)
         pool = result.desk
         assert pool is not None
         reason: Literal["pooled", "unassigned"] = "pooled" if result.outcome == "pooled" else "unassigned"
@@ -409,10 +405,7 @@ class Engine:
         notes = [
             self._note(reason, r, event_id, at, client, evaluation, result, rules) for r in recipients
         ]
-        return result, notes
-
-    def _assign(self, assignment: Assignment) -> None:
-        self.store.start_assignment(assignment)
+        return _Routed(result, None, notes)
 
     def _sla_due(self, desk_id: str, at: datetime) -> datetime | None:
         desk = self.store.desks().get(desk_id)
@@ -438,13 +431,10 @@ class Engine:
         assert stored is not None
         client = dict(stored)
         evaluation = self._evaluate(client, at, rules)
-        routing, notes = self._route(stage, client, evaluation, event_id, at, rules, ending=None, exclude=exclude)
+        routed = self._route(stage, client, evaluation, event_id, at, rules, ending=None, exclude=exclude)
         store.put_client(client)
         store.put_scores(client_id, evaluation.scores, evaluation.bands)
-        return Decision(
-            event_id, client_id, at, cause, rules.version, evaluation.scores, evaluation.bands,
-            stage, routing, None, tuple(notes),
-        )
+        return _decision(event_id, client_id, at, cause, rules, evaluation, stage, routed)
 
     # --- notifications ------------------------------------------------------------------------
 
@@ -548,19 +538,15 @@ class Engine:
             self._note("sla_breach", m, scan_id, now, client, None, None, rules, extra) for m in managers
         ]
         if mode == "alert":
-            scores = store.scores(due.client_id) or ({}, {})
+            scores, bands = store.scores(due.client_id) or ({}, {})
             return Decision(
-                scan_id, due.client_id, now, "sla_breach", rules.version, scores[0], scores[1],
+                scan_id, due.client_id, now, "sla_breach", rules.version, scores, bands,
                 sla_breach="alert", notifications=tuple(alerts),
             )
         decision = self._reroute(
             due.client_id, "sla_breach", "sla_breach", scan_id, now, rules, exclude=frozenset({due.agent_id})
         )
-        return Decision(
-            decision.event_id, decision.client_id, decision.at, decision.cause, decision.rule_version,
-            decision.scores, decision.bands, decision.stage, decision.routing, "reassign",
-            (*alerts, *decision.notifications),
-        )
+        return replace(decision, sla_breach="reassign", notifications=(*alerts, *decision.notifications))
 
     # --- people -------------------------------------------------------------------------------
 
@@ -587,12 +573,11 @@ class Engine:
             if store.take_from_pool(client_id) is None:
                 return False
             event_id = f"claim:{client_id}:{agent_id}:{at.isoformat()}"
-            self._assign(
-                Assignment(
-                    client_id, agent_id, entry.desk, entry.stage, entry.rule, "claim", at, event_id,
-                    rules.version, (), self._sla_due(entry.desk, at),
-                )
+            assignment = Assignment(
+                client_id, agent_id, entry.desk, entry.stage, entry.rule, "claim", at, event_id,
+                rules.version, (), self._sla_due(entry.desk, at),
             )
+            store.start_assignment(assignment)
             stored = store.client(client_id)
             assert stored is not None
             client = {**stored, "agent_id": agent_id, "desk_id": entry.desk}
@@ -601,7 +586,7 @@ class Engine:
             notes = self._assigned_notes(agent, event_id, at, client, None, None, rules)
             decision = Decision(
                 event_id, client_id, at, "claim", rules.version, scores, bands, entry.stage,
-                None, None, tuple(notes),
+                assignment=assignment, notifications=tuple(notes),
             )
             store.add_decision(decision)
             store.outbox.add(decision.notifications)
@@ -649,6 +634,28 @@ class Engine:
             "assignment": None if assignment is None else assignment.as_dict(),
             "pool": None if pooled is None else pooled.as_dict(),
         }
+
+
+class _Routed(NamedTuple):
+    """A routing outcome as recorded: the result, the assignment made (if any), who to tell."""
+
+    result: RoutingResult
+    assignment: Assignment | None
+    notes: list[Notification]
+
+
+def _decision(
+    event_id: str, client_id: str, at: datetime, cause: Cause, rules: RuleSet,
+    evaluation: Evaluation, stage: str, routed: _Routed | None,
+) -> Decision:
+    return Decision(
+        event_id, client_id, at, cause, rules.version, evaluation.scores, evaluation.bands,
+        stage if routed is not None else None,
+        routed.result if routed is not None else None,
+        assignment=routed.assignment if routed is not None else None,
+        triggers=tuple(evaluation.triggers),
+        notifications=tuple(routed.notes) if routed is not None else (),
+    )
 
 
 def _desk_agents(agents: Mapping[str, model.Agent], desk: str, role: str) -> list[model.Agent]:

@@ -113,6 +113,8 @@ class Decision:
     stage: str | None = None  # the routing stage, when routing ran
     routing: RoutingResult | None = None
     sla_breach: Literal["alert", "reassign"] | None = None
+    assignment: Assignment | None = None  # the assignment this decision made
+    triggers: tuple[str, ...] = ()  # the condition triggers that hold after it
     notifications: tuple[Notification, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,6 +129,8 @@ class Decision:
             "bands": dict(self.bands),
             "routing": None if routing is None else routing_dict(self.stage, routing),
             "sla_breach": self.sla_breach,
+            "assignment": None if self.assignment is None else self.assignment.as_dict(),
+            "triggers": list(self.triggers),
             "notifications": [
                 {"id": n.id, "kind": n.kind, "recipient": n.recipient} for n in self.notifications
             ],

@@ -1,0 +1,148 @@
+"""The Store protocol, on every store: what each operation keeps, and that a failed unit of
+work leaves nothing behind (SPEC §10)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from crmcore.events import parse_event
+from crmcore.notify import Notification
+from crmcore.routing.router import RoutingState
+from crmcore.rules import model
+from crmcore.storage import Assignment, DeadLetter, Decision, PoolEntry, QueueItem, Store
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def assignment(client: str, agent: str, at: datetime = T0, **extra: Any) -> Assignment:
+    return Assignment(client, agent, "sales", "registration", "r", "round_robin", at, f"e-{client}", "v1", **extra)
+
+
+def snapshot(store: Store) -> dict[str, Any]:
+    """Everything a store holds, through the protocol."""
+    return {
+        "seen": [store.seen(e) for e in ("e1", "e2")],
+        "history": [list(store.history(c)) for c in ("c1", "c2")],
+        "events": [e.id for e in store.events()],
+        "clients": list(store.clients()),
+        "agents": dict(store.agents()),
+        "desks": dict(store.desks()),
+        "ib": store.ib("ib1"),
+        "assignments": [store.assignments(c) for c in ("c1", "c2")],
+        "open": {a: store.open_clients(a) for a in ("a1", "a2")},
+        "counts": {k: v for k, v in store.open_counts().items() if v},
+        "state": store.routing_state(),
+        "pool": store.pool("sales"),
+        "scores": [store.scores(c) for c in ("c1", "c2")],
+        "decisions": store.decisions(),
+        "dead": store.dead_letters(),
+        "queue": store.queue_items(open_only=False),
+        "outbox": store.outbox.pending_count(),
+    }
+
+
+def write_everything(store: Store) -> None:
+    store.record_event(parse_event({"id": "e2", "type": "login", "client_id": "c1", "at": T0.isoformat()}))
+    store.put_client({"id": "c2", "country": "FR"})
+    store.put_agent(model.Agent(id="a2", desk="sales"))
+    store.put_desk(model.Desk(id="vip"))
+    store.put_ib({"id": "ib1", "quality": 1})
+    store.end_assignment("c1", T0 + timedelta(hours=1), "handover", "e2")
+    store.start_assignment(assignment("c2", "a2"))
+    store.mark_contacted("c2", T0)
+    store.put_routing_state(RoutingState({"sales": "a2"}, {}))
+    store.add_to_pool(PoolEntry("c1", "sales", "registration", "pooled", T0, "e2", "r"))
+    store.put_scores("c2", {"lead": 1}, {"lead": None})
+    store.add_decision(Decision("e2", "c2", T0, "event", "v1"))
+    store.add_dead_letter(DeadLetter("x", "{}", "bad"))
+    store.put_queue_item(QueueItem("c2", "q", "t", 1, (), T0, "sales", "a2"))
+    store.outbox.add([Notification.create(kind="assigned", recipient="a2", event_id="e2", created_at=T0)])
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    with store.unit_of_work():
+        store.record_event(parse_event({"id": "e1", "type": "client_registered", "client_id": "c1",
+                                        "at": T0.isoformat(), "country": "DE"}))
+        store.put_client({"id": "c1", "country": "DE"})
+        store.put_agent(model.Agent(id="a1", desk="sales"))
+        store.put_desk(model.Desk(id="sales"))
+        store.start_assignment(assignment("c1", "a1"))
+        store.put_scores("c1", {"lead": 5}, {"lead": "cold"})
+    return store
+
+
+def test_a_failed_unit_of_work_leaves_every_table_as_it_was(filled: Store) -> None:
+    before = snapshot(filled)
+    with pytest.raises(RuntimeError), filled.unit_of_work():
+        write_everything(filled)
+        assert snapshot(filled) != before
+        raise RuntimeError("crash")
+    assert snapshot(filled) == before
+
+
+def test_an_inner_unit_of_work_that_fails_undoes_only_its_own_writes(filled: Store) -> None:
+    with filled.unit_of_work():
+        filled.put_client({"id": "c2", "country": "FR"})
+        middle = snapshot(filled)
+        with pytest.raises(RuntimeError), filled.unit_of_work():
+            write_everything(filled)
+            raise RuntimeError("crash")
+        assert snapshot(filled) == middle
+    assert filled.client("c2") == {"id": "c2", "country": "FR"}
+
+
+def test_a_committed_unit_of_work_keeps_everything(filled: Store) -> None:
+    with filled.unit_of_work():
+        write_everything(filled)
+    assert filled.seen("e2") and [e.id for e in filled.events()] == ["e1", "e2"]
+    assert [h["type"] for h in filled.history("c1")] == ["client_registered", "login"]
+    history = filled.assignments("c1")
+    assert [(a.agent_id, a.end_reason, a.ended_by) for a in history] == [("a1", "handover", "e2")]
+    assert filled.assignment("c1") is None and filled.assignment("c2").contacted_at == T0  # type: ignore[union-attr]
+    assert filled.open_clients("a1") == [] and filled.open_clients("a2") == ["c2"]
+    assert {k: v for k, v in filled.open_counts().items() if v} == {"a2": 1}
+    assert filled.routing_state().pointers == {"sales": "a2"}
+    assert [e.client_id for e in filled.pool("sales")] == ["c1"] and filled.pool("vip") == []
+    assert filled.outbox.pending_count() == 1 and [d.event_id for d in filled.decisions("c2")] == ["e2"]
+
+
+def test_an_assignment_cannot_be_opened_twice(filled: Store) -> None:
+    with pytest.raises(ValueError, match="already has an open assignment"), filled.unit_of_work():
+        filled.start_assignment(assignment("c1", "a2"))
+    assert filled.open_clients("a2") == []
+
+
+def test_sla_due_lists_open_uncontacted_unbreached_assignments_oldest_first(store: Store) -> None:
+    due = T0 + timedelta(hours=2)
+    with store.unit_of_work():
+        for client, sla in [("c1", due), ("c2", due - timedelta(hours=1)), ("c3", None), ("c4", due), ("c5", due)]:
+            store.start_assignment(assignment(client, "a1", sla_due_at=sla))
+        store.mark_contacted("c4", T0)
+        store.mark_breached("c5", due)
+    assert [a.client_id for a in store.sla_due(due)] == ["c2", "c1"]
+    assert [a.client_id for a in store.sla_due(due - timedelta(seconds=1))] == ["c2"]
+
+
+def test_take_from_pool_gives_the_entry_once(store: Store) -> None:
+    entry = PoolEntry("c1", "sales", "registration", "pooled", T0, "e1", "r")
+    with store.unit_of_work():
+        store.add_to_pool(entry)
+    with store.unit_of_work():
+        assert store.take_from_pool("c1") == entry
+        assert store.take_from_pool("c1") is None
+    assert store.pool_entry("c1") is None
+
+
+def test_queue_items_are_one_per_client_and_queue_highest_priority_first(store: Store) -> None:
+    with store.unit_of_work():
+        store.put_queue_item(QueueItem("c1", "q", "t", 5, (), T0, "sales", "a1"))
+        store.put_queue_item(QueueItem("c2", "q", "t", 9, (), T0, "sales", "a1"))
+        store.put_queue_item(QueueItem("c1", "q", "t2", 7, (), T0, "sales", "a1"))  # replaces c1's
+        store.put_queue_item(QueueItem("c3", "q", "t", 8, (), T0, "sales", "a1", resolved_at=T0))
+        store.put_queue_item(QueueItem("c1", "other", "t", 1, (), T0, "sales", "a1"))
+    assert [(i.client_id, i.priority) for i in store.queue_items("q")] == [("c2", 9), ("c1", 7)]
+    assert len(store.queue_items("q", open_only=False)) == 3 and len(store.queue_items()) == 3
