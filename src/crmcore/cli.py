@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
-from typing import TextIO
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from crmcore.rules import RuleError, RuleSet, load_rules
+
+if TYPE_CHECKING:
+    from crmcore.case import Case
+    from crmcore.engine import Result
+
+_DEAD_LETTERS_SHOWN = 20  # `run` lists at most this many dead letters
 
 
 def _summary(rules: RuleSet) -> dict[str, object]:
@@ -24,20 +34,24 @@ def _summary(rules: RuleSet) -> dict[str, object]:
     }
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+def _render_rule_error(err: RuleError, out: TextIO) -> None:
+    for diagnostic in err.diagnostics:
+        out.write(diagnostic.render() + "\n")
+    errors = len(err.errors)
+    warnings = len(err.diagnostics) - errors
+    out.write(f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}\n")
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Load and check rule files; every diagnostic with file:line:col, source line and caret."""
     try:
         rules = load_rules(args.paths)
-    except RuleError as err:
+    except RuleError as error:
         if args.format == "json":
-            json.dump({"ok": False, "diagnostics": [d.as_json() for d in err.diagnostics]}, out, indent=2)
+            json.dump({"ok": False, "diagnostics": [d.as_json() for d in error.diagnostics]}, out, indent=2)
             out.write("\n")
         else:
-            for diagnostic in err.diagnostics:
-                out.write(diagnostic.render() + "\n")
-            errors = len(err.errors)
-            warnings = len(err.diagnostics) - errors
-            out.write(f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}\n")
+            _render_rule_error(error, out)
         return 1
     summary = _summary(rules)
     if args.format == "json":
@@ -58,13 +72,172 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the JSON Schema of crmcore's input (``events``: every event type)."""
     from crmcore.events import events_json_schema
 
     json.dump(events_json_schema(), out, indent=2)
     out.write("\n")
     return 0
+
+
+class _Failure(Exception):
+    """A command cannot go on: the message goes to stderr, the command exits 1."""
+
+
+def _load(paths: Sequence[str], err: TextIO) -> RuleSet | None:
+    """The rule set, or ``None`` after printing its diagnostics (as ``check`` does) on ``err``."""
+    try:
+        return load_rules(paths)
+    except RuleError as error:
+        _render_rule_error(error, err)
+        return None
+
+
+def _events_file(path: str) -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise _Failure(f"{path}: no such events file")
+    if not file.is_file():
+        raise _Failure(f"{path}: not a file (the events are one JSON object per line)")
+    return file
+
+
+class _Progress:
+    """``--decisions`` lines as results come, and a progress line on a terminal."""
+
+    def __init__(self, decisions: TextIO | None, terminal: TextIO | None) -> None:
+        self.decisions = decisions
+        self.terminal = terminal
+        self.count = 0
+        self.started = self.shown = time.monotonic()
+
+    def __call__(self, result: Result) -> None:
+        self.count += 1
+        if self.decisions is not None:
+            self.decisions.write(json.dumps(result.as_dict(), default=str) + "\n")
+        if self.terminal is not None:
+            now = time.monotonic()
+            if now - self.shown >= 0.2:
+                self.shown = now
+                self.draw(now)
+
+    def draw(self, now: float) -> None:
+        assert self.terminal is not None
+        elapsed = now - self.started
+        rate = f"  {self.count / elapsed:,.0f}/s" if elapsed > 0 else ""
+        self.terminal.write(f"\r{self.count:,} events{rate}\033[K")
+        self.terminal.flush()
+
+    def done(self) -> None:
+        if self.terminal is not None:
+            self.draw(time.monotonic())
+            self.terminal.write("\n")
+            self.terminal.flush()
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Process events (JSON Lines) with the rules on an in-memory store and print a summary:
+    handled, duplicates, dead-lettered (each dead letter with its line and reason).
+
+    Exit status: 0 when the events were processed, also when some were dead-lettered
+    (1 with --strict); 1 when the rules do not load or the events file is missing or
+    unreadable."""
+    from crmcore.engine import Engine
+    from crmcore.events import read_events
+
+    rules = _load(args.rules, err)
+    if rules is None:
+        return 1
+    events = _events_file(args.events)
+    engine = Engine(rules)
+    decisions: TextIO | None = None
+    if args.decisions is not None:
+        try:
+            decisions = open(args.decisions, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise _Failure(f"{args.decisions}: cannot write the decisions: {error.strerror or error}") from None
+    progress = _Progress(decisions, err if err.isatty() else None)
+    try:
+        summary = engine.handle_many(read_events(events, rules), keep_results=False, progress=progress)
+    except (OSError, UnicodeDecodeError) as error:
+        raise _Failure(f"{args.events}: cannot read the events: {error}") from None
+    finally:
+        progress.done()
+        if decisions is not None:
+            decisions.close()
+    out.write(
+        f"handled {summary.handled:,}, duplicates {summary.duplicates:,}, "
+        f"dead-lettered {summary.dead_lettered:,}\n"
+    )
+    letters = engine.store.dead_letters()
+    for letter in letters[:_DEAD_LETTERS_SHOWN]:
+        where = []
+        if letter.line is not None:
+            where.append(f"line {letter.line}")
+        if letter.event_id is not None:
+            where.append(f"event {letter.event_id}")
+        reason = letter.reason.removeprefix(f"line {letter.line}: ") if letter.line is not None else letter.reason
+        out.write(f"  {', '.join(where) or 'event without id'}: {reason}\n")
+    if len(letters) > _DEAD_LETTERS_SHOWN:
+        out.write(f"  ... and {len(letters) - _DEAD_LETTERS_SHOWN:,} more\n")
+    return 1 if args.strict and summary.dead_lettered else 0
+
+
+def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Why the rules score, route and flag a client, as JSON: each score with its per-rule
+    points and band, the condition triggers that hold, the routing with its whole trace.
+
+    --client FILE is a rule-test case (YAML or JSON): client, optional ib, trading, events
+    (history: {type: deposit, amount: 500, ago: 40d}) and now (--now overrides it). With
+    --events FILE the events are processed first and the client named by the case's
+    client.id is explained as the engine keeps them, at --now (default: the time of their
+    latest decision; the case's own now is not used).
+    Exit status 1 on any error (rules, case file, events file, unknown client)."""
+    from crmcore.case import CaseError, explain_case, load_case
+
+    rules = _load(args.rules, err)
+    if rules is None:
+        return 1
+    if args.now is not None:
+        try:
+            datetime.fromisoformat(args.now.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise _Failure(f"--now {args.now!r} is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)") from None
+    try:
+        case = load_case(args.client, now=args.now)
+        if args.events is None:
+            result = explain_case(rules, case)
+        else:
+            result = _explain_events(rules, case, args, err)
+    except CaseError as error:
+        raise _Failure(str(error)) from None
+    json.dump(result, out, indent=2, default=str)
+    out.write("\n")
+    return 0
+
+
+def _explain_events(rules: RuleSet, case: Case, args: argparse.Namespace, err: TextIO) -> dict[str, Any]:
+    from crmcore.engine import Engine
+    from crmcore.events import read_events
+
+    client_id = case.client_id
+    if client_id is None:
+        raise _Failure(f"{case.source}: client.id is required with --events (the client to explain)")
+    events = _events_file(args.events)
+    engine = Engine(rules)
+    try:
+        summary = engine.handle_many(read_events(events, rules), keep_results=False)
+    except (OSError, UnicodeDecodeError) as error:
+        raise _Failure(f"{args.events}: cannot read the events: {error}") from None
+    if summary.dead_lettered:
+        err.write(f"note: {args.events}: {summary.dead_lettered} event(s) dead-lettered ('crmcore run' lists them)\n")
+    if engine.store.client(client_id) is None:
+        raise _Failure(f"{args.events}: client {client_id!r} (client.id in {case.source}) is not among the events")
+    now = datetime.fromisoformat(args.now.strip().replace("Z", "+00:00")) if args.now else None
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return engine.explain(client_id, now=now)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,12 +250,36 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print a JSON Schema", description=cmd_schema.__doc__)
     schema.add_argument("what", choices=("events",), help="what to describe")
     schema.set_defaults(run=cmd_schema)
+    formatter = argparse.RawDescriptionHelpFormatter
+    run = commands.add_parser(
+        "run", help="process events and print a summary", description=inspect.cleandoc(cmd_run.__doc__ or ""), formatter_class=formatter
+    )
+    run.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
+    run.add_argument("--events", required=True, metavar="FILE", help="events, one JSON object per line")
+    run.add_argument("--decisions", metavar="OUT.jsonl", help="write each event's result as one JSON line")
+    run.add_argument("--strict", action="store_true", help="exit 1 when any event was dead-lettered")
+    run.set_defaults(run=cmd_run)
+    explain = commands.add_parser(
+        "explain", help="explain a client's scores, routing and triggers as JSON",
+        description=inspect.cleandoc(cmd_explain.__doc__ or ""), formatter_class=formatter,
+    )
+    explain.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
+    explain.add_argument("--client", required=True, metavar="FILE", help="the client, as a rule-test case (YAML or JSON)")
+    explain.add_argument("--events", metavar="FILE", help="process these events first, then explain client.id")
+    explain.add_argument("--now", metavar="T", help="the time of the evaluation (ISO 8601); overrides the case's now")
+    explain.set_defaults(run=cmd_explain)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one command; ``out`` and ``err`` default to stdout and stderr. Returns the exit status."""
     args = build_parser().parse_args(argv)
-    code: int = args.run(args, out or sys.stdout)
+    errors = err or sys.stderr
+    try:
+        code: int = args.run(args, out or sys.stdout, errors)
+    except _Failure as failure:
+        errors.write(f"crmcore {args.command}: error: {failure}\n")
+        return 1
     return code
 
 

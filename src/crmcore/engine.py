@@ -599,18 +599,20 @@ class Engine:
 
     # --- why ----------------------------------------------------------------------------------
 
-    def explain(self, client_id: str) -> dict[str, Any]:
+    def explain(self, client_id: str, now: datetime | None = None) -> dict[str, Any]:
         """Why the client stands where they do, as JSON-ready data: each score with its
-        per-rule points and band (at the time of the client's latest decision), the condition
-        triggers that hold, the latest routing with its whole trace, and the rule-set
-        versions (``rule_version`` now, ``routing.rule_version`` of the decision)."""
+        per-rule points and band at ``now`` (default: the time of the client's latest
+        decision), the condition triggers that hold then, the latest routing with its whole
+        trace, and the rule-set versions (``rule_version`` now, ``routing.rule_version`` of
+        the decision)."""
         store = self.store
         client = store.client(client_id)
         if client is None:
             raise EngineError(f"unknown client {client_id!r}")
         rules = self._rules
         decisions = store.decisions(client_id)
-        now = decisions[-1].at if decisions else client["registered_at"]
+        if now is None:
+            now = decisions[-1].at if decisions else client["registered_at"]
         evaluation = self._evaluate(client, now, rules)
         routed = next((d for d in reversed(decisions) if d.routing is not None), None)
         routing = None

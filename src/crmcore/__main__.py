@@ -1,0 +1,3 @@
+from crmcore.cli import entry
+
+entry()
