@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import crmcore
+from common import cpu_pressure
 
 Context = Mapping[str, Any]
 Outcome = tuple[float, str | None, str | None]  # lead score, lead band, desk
@@ -523,15 +524,6 @@ def table(rows: Iterable[tuple[str, ...]]) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def cpu_pressure() -> float | None:
-    """Linux PSI: the share of the last 10 s in which runnable tasks waited for a CPU."""
-    try:
-        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    return float(first.split()[1].split("=")[1])
 
 
 def main(argv: list[str] | None = None) -> int:

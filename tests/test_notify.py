@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from dataclasses import FrozenInstanceError
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pydantic import ValidationError
 
 from crmcore.notify import (
     ADMINS,
@@ -67,15 +67,29 @@ def test_notification_id_parts_do_not_run_together() -> None:
 
 
 def test_notification_is_frozen_and_needs_an_aware_time() -> None:
-    with pytest.raises(ValidationError):
-        note().recipient = "a2"
-    with pytest.raises(ValidationError):
+    with pytest.raises(FrozenInstanceError):
+        note().recipient = "a2"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="timezone-aware"):
         note(at=datetime(2024, 5, 1, 9, 0))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Notification(id="x", kind="assigned", recipient="a1", event_id="e1", created_at=datetime(2024, 5, 1))
+    berlin = note(at=datetime(2024, 5, 1, 11, 0, tzinfo=timezone(timedelta(hours=2))))
+    assert berlin.created_at == datetime(2024, 5, 1, 9, 0, tzinfo=UTC) and berlin.created_at.tzinfo is UTC
 
 
 def test_notification_rejects_an_unknown_kind() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValueError, match="unknown notification kind"):
         Notification(id="x", kind="shout", recipient="a1", event_id="e1", created_at=T0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown notification kind"):
+        note(kind="shout")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="recipient must be a non-empty string"):
+        note(recipient="")
+
+
+def test_notification_as_dict_is_json_ready() -> None:
+    data = note().as_dict()
+    assert data["created_at"] == "2024-05-01T09:00:00Z"
+    assert data["payload"] == {"client": {"id": "c1", "country": "DE"}} and data["kind"] == "assigned"
 
 
 # --- notifiers --------------------------------------------------------------------------------

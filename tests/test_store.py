@@ -146,3 +146,19 @@ def test_queue_items_are_one_per_client_and_queue_highest_priority_first(store: 
         store.put_queue_item(QueueItem("c1", "other", "t", 1, (), T0, "sales", "a1"))
     assert [(i.client_id, i.priority) for i in store.queue_items("q")] == [("c2", 9), ("c1", 7)]
     assert len(store.queue_items("q", open_only=False)) == 3 and len(store.queue_items()) == 3
+
+
+def test_history_after_a_rollback_shows_what_was_kept(filled: Store) -> None:
+    def login(event_id: str, minutes: int) -> Any:
+        return parse_event({"id": event_id, "type": "login", "client_id": "c1",
+                            "at": (T0 + timedelta(minutes=minutes)).isoformat()})
+
+    assert [h["id"] for h in filled.history("c1")] == ["e1"]
+    with pytest.raises(RuntimeError), filled.unit_of_work():
+        filled.record_event(login("gone", 1))
+        assert [h["id"] for h in filled.history("c1")] == ["e1", "gone"]
+        raise RuntimeError("crash")
+    with filled.unit_of_work():
+        filled.record_event(login("kept", 2))
+    assert [h["id"] for h in filled.history("c1")] == ["e1", "kept"]
+    assert filled.history("c1")[1]["at"] == T0 + timedelta(minutes=2)

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -35,7 +36,7 @@ from crmcore.events import (
 from crmcore.notify.notification import ADMINS, Notification, NotificationKind
 from crmcore.notify.notifiers import Notifier, NullNotifier
 from crmcore.notify.outbox import Backoff, DeliveryReport, deliver_pending
-from crmcore.routing.router import RoutingResult, route
+from crmcore.routing.router import Roster, RoutingResult, route
 from crmcore.rules import model
 from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.loader import load_rules
@@ -164,6 +165,8 @@ class Engine:
         self.store: Store = store if store is not None else MemoryStore()
         self.notifier: Notifier = notifier if notifier is not None else NullNotifier()
         self.backoff = backoff
+        self._roster_key: tuple[model.Agent, ...] = ()
+        self._roster_cache = Roster.of(())
         with self.store.unit_of_work():
             self._seed(rules, previous=None)
         self._rules = rules
@@ -368,7 +371,10 @@ class Engine:
             ib=store.ib(ib_id) if ib_id is not None else None,
             trading=client.get("trading"), now=at,
             open_counts=store.open_counts(), state=state,
-            agents=agents.values(), exclude=exclude,
+            agents=self._roster(agents), exclude=exclude,
+            # The evaluator already found the first registration rule whose `when` holds.
+            first_match=_first_match(evaluation, stage),
+            history=store.history(client["id"]) if rules.uses_windows else None,
         )
         if new_state is not state:
             store.put_routing_state(new_state)
@@ -376,8 +382,8 @@ class Engine:
         if result.outcome == "unrouted":
             if ending is None:
                 client["agent_id"] = client["desk_id"] = None
-            notes = [self._note("unrouted", ADMINS, event_id, at, client, evaluation, result, rules)]
-            return _Routed(result, None, notes)
+            payload = _payload(client, evaluation, result)
+            return _Routed(result, None, _notes("unrouted", [ADMINS], payload, event_id, at, client_id, rules))
         if ending is not None:
             store.end_assignment(client_id, at, ending, event_id)
         store.take_from_pool(client_id)
@@ -391,8 +397,8 @@ class Engine:
             )
             store.start_assignment(assignment)
             client["agent_id"], client["desk_id"] = agent.id, desk
-            notes = self._assigned_notes(agent, event_id, at, client, evaluation, result, rules)
-            return _Routed(result, assignment, notes)
+            payload = _payload(client, evaluation, result)
+            return _Routed(result, assignment, self._assigned_notes(agent, payload, event_id, at, client_id, rules))
         pool = result.desk
         assert pool is not None
         reason: Literal["pooled", "unassigned"] = "pooled" if result.outcome == "pooled" else "unassigned"
@@ -402,16 +408,22 @@ class Engine:
             recipients = [a.id for a in _desk_agents(agents, pool, "agent") if a.active]
         else:  # nothing could be satisfied: the desk's managers (admins when it has none)
             recipients = [a.id for a in _desk_agents(agents, pool, "manager")] or [ADMINS]
-        notes = [
-            self._note(reason, r, event_id, at, client, evaluation, result, rules) for r in recipients
-        ]
-        return _Routed(result, None, notes)
+        payload = _payload(client, evaluation, result)
+        return _Routed(result, None, _notes(reason, recipients, payload, event_id, at, client_id, rules))
+
+    def _roster(self, agents: Mapping[str, model.Agent]) -> Roster:
+        """The agents grouped for routing, rebuilt only when an agent changed (agents are
+        frozen values, replaced on every change)."""
+        key = tuple(agents.values())
+        if key != self._roster_key:
+            self._roster_key, self._roster_cache = key, Roster.of(key)
+        return self._roster_cache
 
     def _sla_due(self, desk_id: str, at: datetime) -> datetime | None:
         desk = self.store.desks().get(desk_id)
         if desk is None or desk.sla.first_contact is None:
             return None
-        return at + timedelta(seconds=model.duration_seconds(desk.sla.first_contact))
+        return at + _duration(desk.sla.first_contact)
 
     def _reroute(
         self,
@@ -439,47 +451,14 @@ class Engine:
     # --- notifications ------------------------------------------------------------------------
 
     def _assigned_notes(
-        self,
-        agent: model.Agent,
-        event_id: str,
-        at: datetime,
-        client: Mapping[str, Any],
-        evaluation: Evaluation | None,
-        result: RoutingResult | None,
-        rules: RuleSet,
+        self, agent: model.Agent, payload: dict[str, Any], event_id: str, at: datetime,
+        client_id: str, rules: RuleSet,
     ) -> list[Notification]:
         """``assigned`` to the agent and ``assigned_to_team`` to their manager."""
-        notes = [self._note("assigned", agent.id, event_id, at, client, evaluation, result, rules)]
+        notes = _notes("assigned", [agent.id], payload, event_id, at, client_id, rules)
         if agent.manager is not None and agent.manager != agent.id:
-            notes.append(
-                self._note("assigned_to_team", agent.manager, event_id, at, client, evaluation, result, rules)
-            )
+            notes += _notes("assigned_to_team", [agent.manager], payload, event_id, at, client_id, rules)
         return notes
-
-    def _note(
-        self,
-        kind: NotificationKind,
-        recipient: str,
-        event_id: str,
-        at: datetime,
-        client: Mapping[str, Any],
-        evaluation: Evaluation | None,
-        result: RoutingResult | None,
-        rules: RuleSet,
-        extra: Mapping[str, Any] | None = None,
-    ) -> Notification:
-        payload: dict[str, Any] = {"client": _client_details(client)}
-        if evaluation is not None:
-            payload["scores"] = jsonable(evaluation.scores)
-            payload["bands"] = dict(evaluation.bands)
-        if result is not None:
-            payload.update(rule=result.rule, desk=client.get("desk_id"), agent=result.agent, strategy=result.strategy)
-        if extra:
-            payload.update(extra)
-        return Notification.create(
-            kind=kind, recipient=recipient, event_id=event_id, created_at=at,
-            client_id=client["id"], payload=payload, rule_version=rules.version,
-        )
 
     def deliver_pending(self, now: datetime, *, limit: int = 100) -> DeliveryReport:
         """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff)."""
@@ -532,11 +511,10 @@ class Engine:
         )
         client = store.client(due.client_id)
         assert client is not None
-        extra = {"agent": due.agent_id, "desk": due.desk, "assigned_at": jsonable(due.assigned_at),
-                 "sla_due_at": jsonable(due.sla_due_at), "action": mode}
-        alerts = [
-            self._note("sla_breach", m, scan_id, now, client, None, None, rules, extra) for m in managers
-        ]
+        extra = {"agent": due.agent_id, "desk": due.desk, "assigned_at": due.assigned_at,
+                 "sla_due_at": due.sla_due_at, "action": mode}
+        payload = {**_payload(client, None, None), **extra}  # times stay datetimes: as_dict() converts
+        alerts = _notes("sla_breach", managers, payload, scan_id, now, due.client_id, rules)
         if mode == "alert":
             scores, bands = store.scores(due.client_id) or ({}, {})
             return Decision(
@@ -583,7 +561,7 @@ class Engine:
             client = {**stored, "agent_id": agent_id, "desk_id": entry.desk}
             store.put_client(client)
             scores, bands = store.scores(client_id) or ({}, {})
-            notes = self._assigned_notes(agent, event_id, at, client, None, None, rules)
+            notes = self._assigned_notes(agent, _payload(client, None, None), event_id, at, client_id, rules)
             decision = Decision(
                 event_id, client_id, at, "claim", rules.version, scores, bands, entry.stage,
                 assignment=assignment, notifications=tuple(notes),
@@ -638,6 +616,45 @@ class Engine:
         }
 
 
+def _payload(
+    client: Mapping[str, Any], evaluation: Evaluation | None, result: RoutingResult | None
+) -> dict[str, Any]:
+    """What a notification says: the client's details, scores and bands, the routing.
+    One dict is shared by the notifications of a decision (read it, do not change it)."""
+    payload: dict[str, Any] = {"client": {name: client.get(name) for name in _DETAILS}}
+    if evaluation is not None:
+        payload["scores"] = evaluation.scores
+        payload["bands"] = evaluation.bands
+    if result is not None:
+        payload.update(rule=result.rule, desk=client.get("desk_id"), agent=result.agent, strategy=result.strategy)
+    return payload
+
+
+def _notes(
+    kind: NotificationKind, recipients: Iterable[str], payload: dict[str, Any], event_id: str,
+    at: datetime, client_id: str, rules: RuleSet,
+) -> list[Notification]:
+    return [
+        Notification.create(
+            kind=kind, recipient=recipient, event_id=event_id, created_at=at,
+            client_id=client_id, payload=payload, rule_version=rules.version,
+        )
+        for recipient in recipients
+    ]
+
+
+@lru_cache(maxsize=64)
+def _duration(text: str) -> timedelta:
+    return timedelta(seconds=model.duration_seconds(text))
+
+
+def _first_match(evaluation: Evaluation, stage: str) -> str | None:
+    if stage != "registration":
+        return None
+    target = evaluation.route
+    return None if target is None else target.rule
+
+
 class _Routed(NamedTuple):
     """A routing outcome as recorded: the result, the assignment made (if any), who to tell."""
 
@@ -660,19 +677,16 @@ def _decision(
     )
 
 
-def _desk_agents(agents: Mapping[str, model.Agent], desk: str, role: str) -> list[model.Agent]:
-    return sorted((a for a in agents.values() if a.desk == desk and a.role == role), key=lambda a: a.id)
-
-
-_DETAILS = (
+_DETAILS = (  # the client's fields a notification carries
     "id", "country", "language", "email", "region", "source", "campaign", "ib_id", "stage",
     "registered_at", "ftd_at", "ftd_amount", "balance",
 )
 
 
-def _client_details(client: Mapping[str, Any]) -> dict[str, Any]:
-    """What a notification tells about the client."""
-    return {name: jsonable(client.get(name)) for name in _DETAILS}
+def _desk_agents(agents: Mapping[str, model.Agent], desk: str, role: str) -> list[model.Agent]:
+    return sorted((a for a in agents.values() if a.desk == desk and a.role == role), key=lambda a: a.id)
+
+
 
 
 def _id_in(raw: str) -> str | None:

@@ -8,10 +8,12 @@ event, a redelivery from the outbox) yields the same id and a notifier can drop 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from crmcore.serialize import jsonable
 
 __all__ = ["ADMINS", "Notification", "NotificationKind", "client_recipient", "notification_id"]
 
@@ -24,6 +26,8 @@ NotificationKind: TypeAlias = Literal[
     "sla_breach",  # first-contact SLA missed with `on_sla_breach: alert`: the manager
     "trigger",  # a trigger fired: its listed recipients
 ]
+
+_KINDS = frozenset(get_args(NotificationKind))
 
 ADMINS = "admins"
 """The recipient of ``unrouted`` notifications."""
@@ -47,32 +51,40 @@ def notification_id(event_id: str, kind: str, recipient: str, subject: str = "")
 
 
 def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("created_at must be timezone-aware")
-    return value.astimezone(UTC)
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError("created_at must be a timezone-aware datetime")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-Text = Annotated[str, StringConstraints(min_length=1)]
-
-
-class Notification(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Notification:
     """One message to one recipient, decided by one event.
 
     ``recipient`` is an agent or manager id, ``client:<id>`` or ``admins``. ``payload`` holds
-    what the recipient needs (the client's details, the trigger's actions, ...). Build it with
-    :meth:`create` so that ``id`` is :func:`notification_id` of its parts.
+    what the recipient needs (the client's details, scores, the trigger's actions, ...; the
+    notifications of one decision share it: read it, do not change it). Build it with
+    :meth:`create` so that ``id`` is :func:`notification_id` of its parts. A frozen
+    dataclass, not a pydantic model: the engine makes one or more per decision.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: Text
+    id: str
     kind: NotificationKind
-    recipient: Text
-    event_id: Text
-    created_at: Annotated[datetime, AfterValidator(_aware_utc)]
+    recipient: str
+    event_id: str
+    created_at: datetime
     client_id: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Mapping[str, Any] = field(default_factory=dict)
     rule_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown notification kind {self.kind!r}")
+        if not (self.id and self.recipient and self.event_id):
+            empty = next(n for n in ("id", "recipient", "event_id") if not getattr(self, n))
+            raise ValueError(f"{empty} must be a non-empty string")
+        created = self.created_at
+        if type(created) is not datetime or created.tzinfo is not UTC:
+            object.__setattr__(self, "created_at", _aware_utc(created))
 
     @classmethod
     def create(
@@ -83,7 +95,7 @@ class Notification(BaseModel):
         event_id: str,
         created_at: datetime,
         client_id: str | None = None,
-        payload: dict[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
         rule_version: str | None = None,
         subject: str | None = None,
     ) -> Notification:
@@ -92,12 +104,15 @@ class Notification(BaseModel):
         if subject is None:
             subject = client_id or ""
         return cls(
-            id=notification_id(event_id, kind, recipient, subject),
-            kind=kind,
-            recipient=recipient,
-            event_id=event_id,
-            created_at=created_at,
-            client_id=client_id,
-            payload=payload or {},
-            rule_version=rule_version,
+            notification_id(event_id, kind, recipient, subject), kind, recipient, event_id,
+            created_at, client_id, payload if payload is not None else {}, rule_version,
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 text, amounts as numbers."""
+        return {
+            "id": self.id, "kind": self.kind, "recipient": self.recipient,
+            "event_id": self.event_id, "created_at": jsonable(self.created_at),
+            "client_id": self.client_id, "payload": jsonable(self.payload),
+            "rule_version": self.rule_version,
+        }

@@ -10,11 +10,9 @@ never read from the wall clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict
 
 from crmcore.notify.notification import Notification
 from crmcore.notify.notifiers import Notifier
@@ -34,18 +32,17 @@ class UnknownNotification(CrmError):
         super().__init__(f"no notification {notification_id!r} in the outbox")
 
 
-class OutboxEntry(BaseModel):
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
     """A notification in the outbox and the state of its delivery.
 
     ``attempts`` counts every send tried (failed or not); ``next_attempt_at`` is when it is due
     next (its ``created_at`` until the first failure); ``delivered_at`` is set once, on success.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     notification: Notification
-    attempts: int = 0
     next_attempt_at: datetime
+    attempts: int = 0
     last_error: str | None = None
     delivered_at: datetime | None = None
 
@@ -114,19 +111,11 @@ class MemoryOutbox:
 
     def delivered(self, id: str, at: datetime) -> None:
         entry = self.entry(id)
-        self._put(entry.model_copy(update={"attempts": entry.attempts + 1, "delivered_at": at}))
+        self._put(OutboxEntry(entry.notification, entry.next_attempt_at, entry.attempts + 1, entry.last_error, at))
 
     def failed(self, id: str, at: datetime, error: str, next_attempt_at: datetime) -> None:
         entry = self.entry(id)
-        self._put(
-            entry.model_copy(
-                update={
-                    "attempts": entry.attempts + 1,
-                    "last_error": error,
-                    "next_attempt_at": next_attempt_at,
-                }
-            )
-        )
+        self._put(replace(entry, attempts=entry.attempts + 1, last_error=error, next_attempt_at=next_attempt_at))
 
     def pending_count(self) -> int:
         return len(self._pending)

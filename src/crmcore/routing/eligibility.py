@@ -25,7 +25,7 @@ from crmcore.rules.interpreter import Scope
 from crmcore.rules.ruleset import Expr, RuleSet
 from crmcore.rules.values import to_stamp
 
-__all__ = ["Exclusion", "agent_scope", "check_agent", "check_agent_id", "eligible_agents"]
+__all__ = ["Exclusion", "agent_scope", "aware", "check_agent", "check_agent_id", "eligible_agents"]
 
 
 class Exclusion(StrEnum):
@@ -47,8 +47,14 @@ def _working_hours(text: str) -> WorkingHours:
     return WorkingHours.parse(text)
 
 
-def _aware(at: datetime) -> datetime:
+def _agent_id(agent: model.Agent) -> str:
+    return agent.id
+
+
+def aware(at: datetime) -> datetime:
     """A naive datetime taken as UTC, as ``to_stamp`` does."""
+    if at.tzinfo is UTC:
+        return at
     return at.replace(tzinfo=UTC) if at.tzinfo is None or at.utcoffset() is None else at
 
 
@@ -84,10 +90,20 @@ def check_agent(
     ``by_strategy`` says a desk strategy is picking, which excludes managers
     and admins. A naive ``now`` or ``away_until`` is taken as UTC.
     """
+    reason = _unavailable(agent, desk, open_clients, aware(now), by_strategy)
+    if reason is None and require is not None:
+        scope = _require_scope(client, now, rules)
+        reason = _require(require, scope, agent, open_clients)
+    return reason
+
+
+def _unavailable(
+    agent: model.Agent, desk: str | None, open_clients: int, moment: datetime, by_strategy: bool
+) -> Exclusion | None:
+    """The checks before ``require``, cheapest first (``moment`` aware)."""
     if not agent.active:
         return Exclusion.INACTIVE
-    moment = _aware(now)
-    if agent.away_until is not None and _aware(agent.away_until) > moment:
+    if agent.away_until is not None and aware(agent.away_until) > moment:
         return Exclusion.AWAY
     if agent.hours is not None and not _working_hours(agent.hours).contains(moment):
         return Exclusion.OUTSIDE_HOURS
@@ -97,17 +113,17 @@ def check_agent(
         return Exclusion.NOT_AN_AGENT
     if desk is not None and agent.desk != desk:
         return Exclusion.OTHER_DESK
-    if require is not None:
-        scope = Scope(
-            client=client,
-            agent=agent_scope(agent, open_clients),
-            now=to_stamp(now),
-            lists=rules.lists,
-            defaults=rules.defaults,
-        )
-        if require(scope) is not True:  # null counts as false
-            return Exclusion.REQUIRE_FALSE
     return None
+
+
+def _require_scope(client: Mapping[str, Any], now: datetime, rules: RuleSet) -> Scope:
+    return Scope(client=client, now=to_stamp(now), lists=rules.lists, defaults=rules.defaults)
+
+
+def _require(require: Expr, scope: Scope, agent: model.Agent, open_clients: int) -> Exclusion | None:
+    """``require`` for one agent, in a scope shared by the agents of one routing step."""
+    scope.agent = agent_scope(agent, open_clients)
+    return None if require(scope) is True else Exclusion.REQUIRE_FALSE  # null counts as false
 
 
 def check_agent_id(
@@ -152,17 +168,15 @@ def eligible_agents(
     """
     eligible: list[str] = []
     excluded: dict[str, Exclusion] = {}
-    for agent in sorted((a for a in agents if a.desk == desk), key=lambda a: a.id):
-        reason = check_agent(
-            agent,
-            desk=desk,
-            open_clients=open_counts.get(agent.id, 0),
-            now=now,
-            client=client,
-            require=require,
-            by_strategy=True,
-            rules=rules,
-        )
+    moment = aware(now)
+    scope: Scope | None = None
+    for agent in sorted((a for a in agents if a.desk == desk), key=_agent_id):
+        open_clients = open_counts.get(agent.id, 0)
+        reason = _unavailable(agent, desk, open_clients, moment, True)
+        if reason is None and require is not None:
+            if scope is None:
+                scope = _require_scope(client, moment, rules)
+            reason = _require(require, scope, agent, open_clients)
         if reason is None:
             eligible.append(agent.id)
         else:

@@ -15,19 +15,21 @@ rule: ``unassigned`` to the pool of the last matching rule that names a desk, el
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from crmcore.routing import strategies
-from crmcore.routing.eligibility import Exclusion, check_agent_id, eligible_agents
+from crmcore.routing.eligibility import Exclusion, aware, check_agent_id, eligible_agents
 from crmcore.rules import model
 from crmcore.rules.interpreter import Scope
 from crmcore.rules.ruleset import Route, RuleSet
 from crmcore.rules.values import to_stamp
+from crmcore.rules.windows import from_events
 
-__all__ = ["Outcome", "RoutingResult", "RoutingState", "Step", "StepOutcome", "route"]
+__all__ = ["Outcome", "Roster", "RoutingResult", "RoutingState", "Step", "StepOutcome", "route"]
 
 Outcome = Literal["assigned", "pooled", "unassigned", "unrouted"]
 StepOutcome = Literal["no_match", "assigned", "no_eligible_agent", "pooled"]
@@ -45,7 +47,24 @@ class RoutingState:
         return cls()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """The agents as routing reads them: by id, and each desk's in id order."""
+
+    by_id: Mapping[str, model.Agent]
+    by_desk: Mapping[str, tuple[model.Agent, ...]]
+
+    @classmethod
+    def of(cls, agents: Iterable[model.Agent]) -> Roster:
+        by_id: dict[str, model.Agent] = {}
+        by_desk: dict[str, list[model.Agent]] = {}
+        for agent in sorted(agents, key=_agent_id):
+            by_id[agent.id] = agent
+            by_desk.setdefault(agent.desk, []).append(agent)
+        return cls(by_id, {desk: tuple(members) for desk, members in by_desk.items()})
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """One line of the trace: a rule tried and what came of it."""
 
@@ -55,7 +74,7 @@ class Step:
     excluded: tuple[tuple[str, Exclusion], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoutingResult:
     outcome: Outcome
     rule: str | None
@@ -77,17 +96,25 @@ def route(
     now: datetime,
     open_counts: Mapping[str, int],
     state: RoutingState,
-    agents: Iterable[model.Agent] | None = None,
+    agents: Iterable[model.Agent] | Roster | None = None,
     exclude: Collection[str] = (),
+    first_match: str | None = None,
+    history: Iterable[Mapping[str, Any]] | None = None,
 ) -> tuple[RoutingResult, RoutingState]:
     """Route ``client`` by ``rules.routing[stage]``; returns the decision and the new state.
 
-    ``agents`` defaults to the rule set's agents; the engine passes its current ones.
+    ``agents`` defaults to the rule set's agents; the engine passes its current ones, as a
+    :class:`Roster` it keeps while they do not change.
     ``exclude``: agents who may not take the client (``breached_sla`` in the trace), for a
-    reassignment after an SLA breach.
+    reassignment after an SLA breach. ``first_match``: the name of the first rule whose
+    ``when`` holds, when the caller knows it (``Evaluation.route``): the rules before it are
+    ``no_match`` without evaluating them again. ``history``: the client's events, for
+    activity windows in ``when``.
     """
-    roster = list(rules.agents.values() if agents is None else agents)
-    by_id = {agent.id: agent for agent in roster}
+    roster = agents if isinstance(agents, Roster) else Roster.of(rules.agents.values() if agents is None else agents)
+    by_id, by_desk = roster.by_id, roster.by_desk
+    now = aware(now)
+    skipping = first_match is not None
     scope = Scope(
         client=client,
         ib=ib,
@@ -97,12 +124,18 @@ def route(
         bands={k: v for k, v in bands.items() if v is not None},
         lists=rules.lists,
         defaults=rules.defaults,
+        window=from_events(history) if rules.uses_windows else None,
     )
     trace: list[Step] = []
     last_desk_rule: Route | None = None
     for rule in rules.routing[stage]:
-        if rule.when(scope) is not True:
-            trace.append(Step(rule.name, "no_match"))
+        if skipping and rule.name != first_match:
+            trace.append(_no_match(rule.name))
+            continue
+        if skipping:
+            skipping = False  # the first match: its `when` holds
+        elif rule.when(scope) is not True:
+            trace.append(_no_match(rule.name))
             continue
         if rule.agent is not None:
             value = rule.agent(scope)
@@ -125,14 +158,15 @@ def route(
         if rule.strategy == "pool":
             trace.append(Step(rule.name, "pooled"))
             return RoutingResult("pooled", rule.name, desk, None, "pool", tuple(trace)), state
+        desk_agents = by_desk.get(desk, ())
         eligible, excluded = eligible_agents(
-            roster, desk, open_counts, now, client, rule.require, rules
+            desk_agents, desk, open_counts, now, client, rule.require, rules
         )
         if exclude:
             for agent_id in [a for a in eligible if a in exclude]:
                 eligible.remove(agent_id)
                 excluded[agent_id] = Exclusion.BREACHED_SLA
-        picked, state = _pick(rule, desk, roster, eligible, open_counts, state)
+        picked, state = _pick(rule, desk, desk_agents, eligible, open_counts, state)
         if picked is None:
             trace.append(
                 Step(rule.name, "no_eligible_agent", excluded=tuple(sorted(excluded.items())))
@@ -149,16 +183,28 @@ def route(
     return RoutingResult("unrouted", None, None, None, None, tuple(trace)), state
 
 
+@lru_cache(maxsize=4096)
+def _no_match(rule: str) -> Step:
+    """Steps are frozen: one ``no_match`` step per rule name serves every trace."""
+    return Step(rule, "no_match")
+
+
+def _agent_id(agent: model.Agent) -> str:
+    return agent.id
+
+
 def _pick(
     rule: Route,
     desk: str,
-    roster: list[model.Agent],
+    desk_agents: Sequence[model.Agent],
     eligible: list[str],
     open_counts: Mapping[str, int],
     state: RoutingState,
 ) -> tuple[str | None, RoutingState]:
-    """The desk strategy's pick among ``eligible`` and the state after it."""
-    desk_agents = [agent for agent in roster if agent.desk == desk]
+    """The desk strategy's pick among ``eligible`` (of ``desk_agents``, the desk's agents
+    in id order) and the state after it."""
+    if not eligible:
+        return None, state
     ids = [agent.id for agent in desk_agents]
     chosen = frozenset(eligible)
     if rule.strategy == "least_loaded":

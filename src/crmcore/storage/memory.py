@@ -9,7 +9,7 @@ units of work from several threads run one at a time (a claim is atomic).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -31,25 +31,25 @@ from crmcore.storage.records import (
 __all__ = ["MemoryStore"]
 
 _MISSING: Any = object()
+_APPEND: Any = object()
 
 
 class _Journal:
-    """Undo steps of the open units of work (none open: nothing is recorded)."""
+    """Undo steps of the open units of work (none open: nothing is recorded).
+
+    A step is ``(table, key, old)``: put ``old`` back under ``key`` (``_MISSING``: remove
+    the key), or, with ``key is _APPEND``, pop the last item of the list ``table``.
+    """
 
     def __init__(self) -> None:
-        self.steps: list[Callable[[], None]] = []
+        self.steps: list[tuple[Any, Any, Any]] = []
         self.depth = 0
-
-    def record(self, undo: Callable[[], None]) -> None:
-        if self.depth:
-            self.steps.append(undo)
 
     def set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         """``table[key] = value``, undoable."""
-        old = table.get(key, _MISSING)
-        table[key] = value
         if self.depth:
-            self.steps.append(lambda: _restore(table, key, old))
+            self.steps.append((table, key, table.get(key, _MISSING)))
+        table[key] = value
 
     def pop(self, table: dict[Any, Any], key: Any) -> Any:
         """``table.pop(key, None)``, undoable."""
@@ -57,20 +57,25 @@ class _Journal:
         if old is _MISSING:
             return None
         if self.depth:
-            self.steps.append(lambda: _restore(table, key, old))
+            self.steps.append((table, key, old))
         return old
 
     def append(self, items: list[Any], item: Any) -> None:
         items.append(item)
         if self.depth:
-            self.steps.append(items.pop)
+            self.steps.append((items, _APPEND, None))
 
-
-def _restore(table: dict[Any, Any], key: Any, old: Any) -> None:
-    if old is _MISSING:
-        table.pop(key, None)
-    else:
-        table[key] = old
+    def undo(self, mark: int) -> None:
+        """Undo every step after the first ``mark``, newest first."""
+        steps = self.steps
+        while len(steps) > mark:
+            table, key, old = steps.pop()
+            if key is _APPEND:
+                table.pop()
+            elif old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
 
 
 class _Outbox(MemoryOutbox):
@@ -97,7 +102,9 @@ class MemoryStore:
         self.outbox = _Outbox(self._journal)
         self._seen: dict[str, None] = {}
         self._events: list[Event] = []
-        self._history: dict[str, list[dict[str, Any]]] = {}
+        self._history: dict[str, list[Event]] = {}
+        # history() as dicts, built lazily: the events dumped and their dicts
+        self._dumped: dict[str, tuple[list[Event], list[dict[str, Any]]]] = {}
         self._clients: dict[str, dict[str, Any]] = {}
         self._agents: dict[str, model.Agent] = {}
         self._desks: dict[str, model.Desk] = {}
@@ -123,8 +130,7 @@ class MemoryStore:
             try:
                 yield
             except BaseException:
-                while len(journal.steps) > mark:
-                    journal.steps.pop()()
+                journal.undo(mark)
                 raise
             finally:
                 journal.depth -= 1
@@ -145,10 +151,24 @@ class MemoryStore:
             if history is None:
                 history = []
                 self._journal.set(self._history, client_id, history)
-            self._journal.append(history, event.model_dump())
+            self._journal.append(history, event)
 
     def history(self, client_id: str) -> Sequence[Mapping[str, Any]]:
-        return self._history.get(client_id, ())
+        # Events are kept as models and turned into dicts when first read (only rules with
+        # activity windows read them); the dicts are cached, the models stay the truth.
+        events = self._history.get(client_id)
+        if not events:
+            return ()
+        refs, dumped = self._dumped.setdefault(client_id, ([], []))
+        # Rollbacks only take events off the end: keep the longest prefix still the same.
+        same = min(len(refs), len(events))
+        while same and refs[same - 1] is not events[same - 1]:
+            same -= 1
+        del refs[same:], dumped[same:]
+        for event in events[same:]:
+            refs.append(event)
+            dumped.append(event.model_dump())
+        return dumped
 
     def events(self) -> Iterator[Event]:
         return iter(list(self._events))
@@ -203,9 +223,11 @@ class MemoryStore:
         history = [*self._assignments.get(client_id, ()), assignment]
         self._journal.set(self._assignments, client_id, history)
         self._journal.set(self._open, client_id, assignment)
-        clients = dict(self._open_by_agent.get(agent_id, {}))
-        clients[client_id] = None
-        self._journal.set(self._open_by_agent, agent_id, clients)
+        clients = self._open_by_agent.get(agent_id)
+        if clients is None:
+            clients = {}
+            self._journal.set(self._open_by_agent, agent_id, clients)
+        self._journal.set(clients, client_id, None)
         self._journal.set(self._open_counts, agent_id, len(clients))
 
     def end_assignment(
@@ -217,9 +239,8 @@ class MemoryStore:
         ended = replace(current, ended_at=at, end_reason=reason, ended_by=ended_by)
         self._replace_open(current, ended)
         self._journal.pop(self._open, client_id)
-        clients = dict(self._open_by_agent.get(current.agent_id, {}))
-        clients.pop(client_id, None)
-        self._journal.set(self._open_by_agent, current.agent_id, clients)
+        clients = self._open_by_agent[current.agent_id]
+        self._journal.pop(clients, client_id)
         self._journal.set(self._open_counts, current.agent_id, len(clients))
         return ended
 

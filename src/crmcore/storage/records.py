@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from crmcore.notify.notification import Notification
 from crmcore.routing.router import RoutingResult, Step
+from crmcore.serialize import jsonable
 
 __all__ = [
     "Assignment", "DeadLetter", "Decision", "EndReason", "PoolEntry", "QueueItem", "jsonable",
@@ -205,16 +205,3 @@ class QueueItem:
             "opened_at": jsonable(self.opened_at), "updated_at": jsonable(self.updated_at),
             "resolved_at": jsonable(self.resolved_at), "desk": self.desk, "agent_id": self.agent_id,
         }
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with datetimes as ISO 8601 text and Decimals as numbers, recursively."""
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Mapping):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    return value
