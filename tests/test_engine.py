@@ -563,3 +563,26 @@ def test_weighted_hand_over_shares_follow_weights(rules: RuleSet, store: Store) 
         engine.handle(ev("deposit", f"c{i}", at(i + 1), f"d{i}", amount="100"))
     counts = Counter(holder(engine, f"c{i}") for i in range(30))
     assert counts == {"r1": 20, "r2": 10}
+
+
+def test_client_updated_with_an_agent_is_a_manual_reassignment(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle(reg("c1", language="en"))
+    result = engine.handle(ev("client_updated", "c1", at(10), "move", fields={"agent_id": "g1"}))
+    assert result.status == "handled" and result.assignment is not None
+    assert (result.assignment.agent_id, result.assignment.desk, result.assignment.strategy) == ("g1", "general", "manual")
+    assert [(a.agent_id, a.end_reason) for a in store.assignments("c1")] == [("a1", "reassigned"), ("g1", None)]
+    assert store.client("c1")["desk_id"] == "general"  # type: ignore[index]
+    assert ("assigned", "g1", "c1") in sent(engine) and ("assigned_to_team", "m2", "c1") in sent(engine)
+    assert dict(store.open_counts()) == {"a1": 0, "g1": 1}
+    nobody = engine.handle(ev("client_updated", "c1", at(20), "drop", fields={"agent_id": None}))
+    assert nobody.status == "handled" and store.assignment("c1") is None
+    bad = engine.handle_many([
+        ev("client_updated", "c1", at(30), "ghost", fields={"agent_id": "ghost"}),
+        ev("client_updated", "c1", at(30), "desk", fields={"desk_id": "sales"}),
+    ])
+    assert bad.dead_lettered == 2
+    assert [d.reason for d in store.dead_letters()] == [
+        "client_updated: unknown agent 'ghost'",
+        "client_updated: desk_id follows the agent; set agent_id (or let routing decide)",
+    ]

@@ -27,6 +27,7 @@ from crmcore.events import (
     BadEvent,
     CampaignCost,
     ClientRegistered,
+    ClientUpdated,
     Contact,
     Event,
     EventError,
@@ -300,17 +301,59 @@ class Engine:
         if before is None:
             raise EngineError(f"unknown client {client_id!r} (no client_registered before this event)")
         client = apply(before, event)
+        manual: _Routed | None = None
+        if isinstance(event, ClientUpdated) and ("agent_id" in event.fields or "desk_id" in event.fields):
+            manual = self._reassign_by_hand(before, client, event, rules)
         if isinstance(event, Contact):
             current = store.assignment(client_id)
             if current is not None and current.agent_id == event.agent_id:
                 store.mark_contacted(client_id, event.at)
         evaluation = self._evaluate(client, event.at, rules)
         routed: _Routed | None = None
+        stage = "ftd"
         if before["ftd_at"] is None and client["ftd_at"] is not None and rules.routing["ftd"]:
             routed = self._route("ftd", client, evaluation, event.id, event.at, rules, ending="handover")
+        elif manual is not None:
+            routed, stage = manual, "manual"
         store.put_client(client)
         store.put_scores(client_id, evaluation.scores, evaluation.bands)
-        return _decision(event.id, client_id, event.at, "event", rules, evaluation, "ftd", routed)
+        return _decision(event.id, client_id, event.at, "event", rules, evaluation, stage, routed)
+
+    def _reassign_by_hand(
+        self, before: Mapping[str, Any], client: dict[str, Any], event: ClientUpdated, rules: RuleSet
+    ) -> _Routed | None:
+        """A host's ``client_updated`` naming ``agent_id``: a manual reassignment. The old
+        assignment ends (``reassigned``), the new agent gets it and is told; ``null`` leaves
+        the client with nobody. ``desk_id`` follows the agent and cannot be set alone."""
+        store = self.store
+        if "desk_id" in event.fields and "agent_id" not in event.fields:
+            raise EngineError("client_updated: desk_id follows the agent; set agent_id (or let routing decide)")
+        agent_id = event.fields["agent_id"]
+        current = store.assignment(client["id"])
+        if agent_id == before["agent_id"] and current is not None:
+            client["desk_id"] = before["desk_id"]
+            return None
+        agents = store.agents()
+        agent = agents.get(agent_id) if agent_id is not None else None
+        if agent_id is not None and agent is None:
+            raise EngineError(f"client_updated: unknown agent {agent_id!r}")
+        if agent is not None and not agent.active:
+            raise EngineError(f"client_updated: agent {agent_id!r} is inactive")
+        store.end_assignment(client["id"], event.at, "reassigned", event.id)
+        store.take_from_pool(client["id"])
+        if agent is None:
+            client["agent_id"] = client["desk_id"] = None
+            return None
+        stage = current.stage if current is not None else "registration"
+        assignment = Assignment(
+            client["id"], agent.id, agent.desk, stage, None, "manual", event.at, event.id,
+            rules.version, (), self._sla_due(agent.desk, event.at),
+        )
+        store.start_assignment(assignment)
+        client["agent_id"], client["desk_id"] = agent.id, agent.desk
+        result = RoutingResult("assigned", None, agent.desk, agent.id, "manual", ())
+        payload = _payload(client, None, result)
+        return _Routed(result, assignment, self._assigned_notes(agent, payload, event.id, event.at, client["id"], rules))
 
     def _agent_updated(self, event: AgentUpdated, rules: RuleSet) -> list[Decision]:
         store = self.store

@@ -39,7 +39,7 @@ class Assignment:
     desk: str
     stage: str
     rule: str | None
-    strategy: str | None  # round_robin | least_loaded | weighted | claim | None (assign.agent)
+    strategy: str | None  # round_robin | least_loaded | weighted | claim | manual | None (assign.agent)
     assigned_at: datetime
     event_id: str  # the event (or scan, or claim) that decided it
     rule_version: str
