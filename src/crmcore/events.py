@@ -72,6 +72,11 @@ class _Event(BaseModel):
     id: Text
     at: Timestamp
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field by name, as ``dict.get`` would: activity windows read events this way,
+        so a store can hand them its event models without copying them into dicts."""
+        return getattr(self, name, default)
+
 
 class _ClientEvent(_Event):
     client_id: Text

@@ -27,7 +27,7 @@ from crmcore.rules import model
 from crmcore.rules.interpreter import Scope
 from crmcore.rules.ruleset import Route, RuleSet
 from crmcore.rules.values import to_stamp
-from crmcore.rules.windows import from_events
+from crmcore.rules.windows import Record, from_events
 
 __all__ = ["Outcome", "Roster", "RoutingResult", "RoutingState", "Step", "StepOutcome", "route"]
 
@@ -99,7 +99,7 @@ def route(
     agents: Iterable[model.Agent] | Roster | None = None,
     exclude: Collection[str] = (),
     first_match: str | None = None,
-    history: Iterable[Mapping[str, Any]] | None = None,
+    history: Iterable[Record] | None = None,
 ) -> tuple[RoutingResult, RoutingState]:
     """Route ``client`` by ``rules.routing[stage]``; returns the decision and the new state.
 

@@ -8,9 +8,9 @@ empty window are 0. Deposits and ``withdrawals.sum`` count completed operations,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from crmcore.rules.values import to_number, to_stamp
 
@@ -31,13 +31,20 @@ WINDOW_SPECS: dict[tuple[str, str], tuple[str, str | None, str | None]] = {
 
 DEFAULT_STATUS = {"deposit": "completed"}
 
+class Record(Protocol):
+    """An event as windows read it: a dict, or anything with ``get(field, default)``
+    (crmcore's event models have it)."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+
 WindowFn = Callable[[str, str, timedelta, timedelta, timedelta], Any]
 """``(source, metric, now, length, shift) -> value``: how compiled rules read activity
 (``now`` a stamp, ``length`` and ``shift`` durations; see values.py)."""
 
 
 def window_value(
-    events: Iterable[Mapping[str, Any]], source: str, metric: str, now: timedelta, length: timedelta, shift: timedelta
+    events: Iterable[Record], source: str, metric: str, now: timedelta, length: timedelta, shift: timedelta
 ) -> int | float:
     event_type, status, summed = WINDOW_SPECS[(source, metric)]
     high = now - shift
@@ -58,7 +65,7 @@ def window_value(
     return total
 
 
-def from_events(events: Iterable[Mapping[str, Any]] | None) -> WindowFn:
+def from_events(events: Iterable[Record] | None) -> WindowFn:
     """A window function over a list of event records (rule tests, ``rules.evaluate``)."""
     history = list(events or ())
 

@@ -54,9 +54,9 @@ class Store(Protocol):
         """Remember a handled event: its id (idempotency), and the client's history."""
         ...
 
-    def history(self, client_id: str) -> Sequence[Mapping[str, Any]]:
-        """The client's handled events as dicts (``type``, ``at``, fields), in arrival order:
-        what activity windows read."""
+    def history(self, client_id: str) -> Sequence[Event]:
+        """The client's handled events, in arrival order: what activity windows read
+        (through ``event.get(field)``, as from a dict)."""
         ...
 
     def events(self) -> Iterator[Event]:

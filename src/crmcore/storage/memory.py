@@ -103,8 +103,6 @@ class MemoryStore:
         self._seen: dict[str, None] = {}
         self._events: list[Event] = []
         self._history: dict[str, list[Event]] = {}
-        # history() as dicts, built lazily: the events dumped and their dicts
-        self._dumped: dict[str, tuple[list[Event], list[dict[str, Any]]]] = {}
         self._clients: dict[str, dict[str, Any]] = {}
         self._agents: dict[str, model.Agent] = {}
         self._desks: dict[str, model.Desk] = {}
@@ -153,22 +151,8 @@ class MemoryStore:
                 self._journal.set(self._history, client_id, history)
             self._journal.append(history, event)
 
-    def history(self, client_id: str) -> Sequence[Mapping[str, Any]]:
-        # Events are kept as models and turned into dicts when first read (only rules with
-        # activity windows read them); the dicts are cached, the models stay the truth.
-        events = self._history.get(client_id)
-        if not events:
-            return ()
-        refs, dumped = self._dumped.setdefault(client_id, ([], []))
-        # Rollbacks only take events off the end: keep the longest prefix still the same.
-        same = min(len(refs), len(events))
-        while same and refs[same - 1] is not events[same - 1]:
-            same -= 1
-        del refs[same:], dumped[same:]
-        for event in events[same:]:
-            refs.append(event)
-            dumped.append(event.model_dump())
-        return dumped
+    def history(self, client_id: str) -> Sequence[Event]:
+        return self._history.get(client_id, ())
 
     def events(self) -> Iterator[Event]:
         return iter(list(self._events))
