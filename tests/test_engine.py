@@ -203,7 +203,7 @@ def test_unrouted_notifies_admins(rules: RuleSet, store: Store) -> None:
     engine = engine_for(rules, store)
     routing = engine.handle(reg("c1", country="XX", language="xx")).routing
     assert routing is not None and routing.outcome == "unrouted"
-    assert sent(engine) == [("unrouted", "admins", "c1")]
+    assert sent(engine) == [("unrouted", "boss", "c1")]  # every agent with role admin
     client = store.client("c1")
     assert client is not None and (client["agent_id"], client["desk_id"]) == (None, None)
 
@@ -586,3 +586,78 @@ def test_client_updated_with_an_agent_is_a_manual_reassignment(rules: RuleSet, s
         "client_updated: unknown agent 'ghost'",
         "client_updated: desk_id follows the agent; set agent_id (or let routing decide)",
     ]
+
+
+def test_a_reload_that_makes_an_agent_inactive_routes_their_clients_again(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle(reg("c1", language="en"))
+    assert holder(engine, "c1") == "a1"
+    edited = crmcore.loads(RULES_TEXT.replace("{id: a1, name: Anna,", "{id: a1, active: false, name: Anna,"))
+    engine.reload(edited)
+    assert not store.agents()["a1"].active and holder(engine, "c1") == "a2"
+    (decision,) = [d for d in store.decisions("c1") if d.cause == "agent_inactive"]
+    assert decision.at == T0 and decision.rule_version == edited.version  # the latest event's time
+
+
+def test_a_reload_writes_only_what_the_file_changed(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle(agent_update("off", at(), id="a1", active=False))
+    edited = crmcore.loads(RULES_TEXT.replace("{id: a1, name: Anna, desk: sales, manager: m1, languages: [de, en]",
+                                              "{id: a1, name: Anna, desk: sales, manager: m1, languages: [de, en, fr]"))
+    engine.reload(edited)
+    agent = store.agents()["a1"]
+    assert agent.languages == ["de", "en", "fr"] and agent.active is False  # the event's change stays
+
+
+def test_a_late_contact_is_still_a_breach_but_only_an_alert(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle(reg("c1", language="en"))  # sales: 2h, reassign
+    engine.handle(ev("contact", "c1", at(hours=3), "late", agent_id="a1", channel="call", outcome="reached"))
+    (decision,) = engine.scan(at(hours=4))
+    assert decision.sla_breach == "alert" and holder(engine, "c1") == "a1"
+    assert ("sla_breach", "m1", "c1") in sent(engine)
+
+
+def test_a_failing_sla_check_is_dead_lettered_and_the_scan_goes_on(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle(reg("c1", language="en"))  # sales: reassign, re-evaluates the client
+    engine.handle(reg("c2", country="FR", language="fr"))  # general: alert
+    broken = crmcore.loads(RULES_TEXT.replace("points: 20}", "points: 'client.vip_level * 2'}").replace(
+        "version: 1\n", "version: 1\nschema:\n  client:\n    vip_level: int\n"))
+    engine.reload(broken)
+    decisions = engine.scan(at(days=2))
+    assert [d.client_id for d in decisions] == ["c2"]
+    (letter,) = engine.dead_letters()
+    assert letter.event_id == "sla:c1:reg-c1" and "vip_level" in letter.reason
+    assert holder(engine, "c1") == "a1" and store.assignment("c1").breached_at is None  # type: ignore[union-attr]
+
+
+def test_claim_without_a_time_uses_the_latest_event_not_the_clock(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle(reg("p1", country="PL", language="pl"))
+    engine.handle(reg("c2", at(30), language="en"))
+    assert engine.claim("l1", "p1") is True
+    assert store.assignment("p1").assigned_at == at(30)  # type: ignore[union-attr]
+
+
+def test_deliver_pending_without_a_time_uses_the_latest_event(rules: RuleSet, store: Store) -> None:
+    notifier = InMemoryNotifier(fail_times=2)
+    engine = engine_for(rules, store, notifier)
+    assert engine.deliver_pending().pending == 0  # nothing happened yet
+    engine.handle(reg("c1", language="en"))
+    engine.handle(reg("c2", at(5), language="en"))  # 5 minutes later: the first two are due again
+    report = engine.deliver_pending()
+    assert report.pending == 0 and len(notifier.sent) == 4
+
+
+def test_result_and_explain_name_what_hosts_look_for(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    result = engine.handle(reg("c1", language="de"))
+    assert (result.handled, result.duplicate, result.dead_lettered) == (True, False, False)
+    assert (result.outcome, result.rule, result.desk, result.agent) == ("assigned", "german", "sales", "a1")
+    assert result.assignment is not None and result.assignment.agent == "a1"
+    assert result.breakdown == {"lead": {"tier1": 20}}
+    assert result.decision is not None and result.decision.as_dict()["breakdown"] == {"lead": {"tier1": 20}}
+    assert engine.handle(reg("c1", language="de")).duplicate
+    why = engine.explain("c1")
+    assert why["route"] == {"rule": "german", "desk": "sales", "agent": "a1"} and why["version"] == rules.version

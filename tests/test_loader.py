@@ -229,6 +229,15 @@ def test_routing_without_fallback_warns(tmp_path: Path) -> None:
     rules = crmcore.loads(BASE + "routing:\n  registration:\n    - {name: r, when: 'client.country == \"DE\"', assign: {desk: sales}}\n")
     (warning,) = rules.warnings
     assert warning.code == Code.NO_FALLBACK and warning.severity == "warning"
+    assert "routing.registration" in warning.message
+
+
+def test_ftd_routing_without_fallback_warns_too() -> None:
+    rules = crmcore.loads(BASE + "routing:\n  ftd:\n    - {name: r, when: 'client.country == \"DE\"', assign: {desk: sales}}\n")
+    (warning,) = rules.warnings
+    assert warning.code == Code.NO_FALLBACK and "routing.ftd can leave a client unmatched" in warning.message
+    fine = crmcore.loads(BASE + "routing:\n  ftd:\n    - {name: r, when: true, assign: {desk: sales}}\n")
+    assert fine.warnings == []
 
 
 def test_spec_example_loads(spec_rules: crmcore.RuleSet) -> None:

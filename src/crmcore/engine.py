@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -103,9 +103,51 @@ class Result:
         return self.decisions[0].routing if self.decisions else None
 
     @property
+    def breakdown(self) -> dict[str, dict[str, float]]:
+        """Per score, the points of each rule that held."""
+        return self.decisions[0].breakdown if self.decisions else {}
+
+    @property
     def assignment(self) -> Assignment | None:
         """The assignment this event made for its client (registration or hand-over)."""
         return self.decisions[0].assignment if self.decisions else None
+
+    @property
+    def outcome(self) -> str | None:
+        """The routing outcome (``assigned``, ``pooled``, ``unassigned``, ``unrouted``)."""
+        routing = self.routing
+        return None if routing is None else routing.outcome
+
+    @property
+    def agent(self) -> str | None:
+        routing = self.routing
+        return None if routing is None else routing.agent
+
+    @property
+    def desk(self) -> str | None:
+        """The desk the client was assigned or pooled to."""
+        assignment = self.assignment
+        if assignment is not None:
+            return assignment.desk
+        routing = self.routing
+        return None if routing is None else routing.desk
+
+    @property
+    def rule(self) -> str | None:
+        routing = self.routing
+        return None if routing is None else routing.rule
+
+    @property
+    def handled(self) -> bool:
+        return self.status == "handled"
+
+    @property
+    def duplicate(self) -> bool:
+        return self.status == "duplicate"
+
+    @property
+    def dead_lettered(self) -> bool:
+        return self.status == "dead_lettered"
 
     @property
     def triggers(self) -> tuple[str, ...]:
@@ -177,24 +219,57 @@ class Engine:
         """The rule set deciding now (replaced atomically by :meth:`reload`)."""
         return self._rules
 
-    def _seed(self, rules: RuleSet, previous: RuleSet | None) -> None:
+    def _seed(self, rules: RuleSet, previous: RuleSet | None) -> list[str]:
+        """Write the rule file's desks, and its agents where they are new to the store or
+        edited in the file (only the edited fields: what events changed stays). Returns the
+        agents this made inactive."""
         store = self.store
         for desk in rules.desks.values():
             store.put_desk(desk)
         known = store.agents()
+        deactivated = []
         for agent in rules.agents.values():
-            edited = previous is not None and previous.agents.get(agent.id) != agent
-            if agent.id not in known or edited:
+            stored = known.get(agent.id)
+            before = previous.agents.get(agent.id) if previous is not None else None
+            if stored is None:
                 store.put_agent(agent)
+                continue
+            if previous is None or before == agent:
+                continue
+            edited = {
+                name: getattr(agent, name)
+                for name in (agent.model_fields_set if before is None else type(agent).model_fields)
+                if before is None or getattr(before, name) != getattr(agent, name)
+            }
+            updated = model.Agent.model_validate({**stored.model_dump(), **edited})
+            store.put_agent(updated)
+            if stored.active and not updated.active:
+                deactivated.append(agent.id)
+        return deactivated
 
     def reload(self, rules: RuleSet | str | Path | Iterable[str | Path]) -> RuleSet:
         """Replace the rule set; paths are loaded first. Atomic: when loading fails
-        (:class:`~crmcore.RuleError`) the running rule set stays. Returns the new one."""
+        (:class:`~crmcore.RuleError`) the running rule set stays. Returns the new one.
+
+        Agents the new file makes inactive have their open clients routed again, by the
+        new rules, at the time of the latest event."""
         new = rules if isinstance(rules, RuleSet) else load_rules(rules)
-        with self.store.unit_of_work():
-            self._seed(new, previous=self._rules)
-        self._rules = new  # one assignment: an event is decided by one rule set or the other
+        store = self.store
+        with store.unit_of_work():
+            deactivated = self._seed(new, previous=self._rules)
+            at = store.latest_event_at()
+            if deactivated and at is not None:
+                reload_id = f"reload:{new.version[:16]}"
+                for agent_id in deactivated:
+                    self._record(self._reroute_all(agent_id, reload_id, at, new))
+            self._rules = new  # one assignment: an event is decided by one rule set or the other
         return new
+
+    def _record(self, decisions: Iterable[Decision]) -> None:
+        store = self.store
+        for decision in decisions:
+            store.add_decision(decision)
+            store.outbox.add(decision.notifications)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -254,16 +329,14 @@ class Engine:
             with store.unit_of_work():
                 if store.seen(event.id):
                     raise _Duplicate
+                rules = self._rules  # read under the unit of work: a reload is all or nothing
                 store.record_event(event)  # first: the event counts in its own windows
                 decisions = self._apply(event, rules)
-                for decision in decisions:
-                    store.add_decision(decision)
-                    store.outbox.add(decision.notifications)
+                self._record(decisions)
         except _Duplicate:
             return Result(event.id, "duplicate"), None
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmError) else str(exc)
-            return self._dead_letter(event.id, event.model_dump_json(), reason), None
+            return self._dead_letter(event.id, event.model_dump_json(), _reason(exc)), None
         return Result(event.id, "handled", tuple(decisions)), event.at
 
     def _dead_letter(self, event_id: str | None, raw: str, reason: str, line: int | None = None) -> Result:
@@ -364,10 +437,13 @@ class Engine:
         store.put_agent(agent)
         if agent.active:
             return []
-        # Nobody is left assigned to an inactive agent: their clients are routed again.
+        return self._reroute_all(agent_id, event.id, event.at, rules)
+
+    def _reroute_all(self, agent_id: str, event_id: str, at: datetime, rules: RuleSet) -> list[Decision]:
+        """Nobody is left assigned to an inactive agent: their clients are routed again."""
         return [
-            self._reroute(client_id, "agent_inactive", "agent_inactive", event.id, event.at, rules)
-            for client_id in store.open_clients(agent_id)
+            self._reroute(client_id, "agent_inactive", "agent_inactive", event_id, at, rules)
+            for client_id in self.store.open_clients(agent_id)
         ]
 
     # --- scoring and routing ------------------------------------------------------------------
@@ -426,7 +502,7 @@ class Engine:
             if ending is None:
                 client["agent_id"] = client["desk_id"] = None
             payload = _payload(client, evaluation, result)
-            return _Routed(result, None, _notes("unrouted", [ADMINS], payload, event_id, at, client_id, rules))
+            return _Routed(result, None, _notes("unrouted", _admins(agents), payload, event_id, at, client_id, rules))
         if ending is not None:
             store.end_assignment(client_id, at, ending, event_id)
         store.take_from_pool(client_id)
@@ -450,7 +526,7 @@ class Engine:
         if reason == "pooled":  # the desk's agents may claim the client
             recipients = [a.id for a in _desk_agents(agents, pool, "agent") if a.active]
         else:  # nothing could be satisfied: the desk's managers (admins when it has none)
-            recipients = [a.id for a in _desk_agents(agents, pool, "manager")] or [ADMINS]
+            recipients = [a.id for a in _desk_agents(agents, pool, "manager")] or _admins(agents)
         payload = _payload(client, evaluation, result)
         return _Routed(result, None, _notes(reason, recipients, payload, event_id, at, client_id, rules))
 
@@ -503,9 +579,18 @@ class Engine:
             notes += _notes("assigned_to_team", [agent.manager], payload, event_id, at, client_id, rules)
         return notes
 
-    def deliver_pending(self, now: datetime, *, limit: int = 100) -> DeliveryReport:
-        """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff)."""
+    def deliver_pending(self, now: datetime | None = None, *, limit: int = 100) -> DeliveryReport:
+        """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff).
+        ``now`` defaults to the latest event's time (the engine reads no clock)."""
+        if now is None:
+            now = self.store.latest_event_at()
+            if now is None:
+                return DeliveryReport(0, 0, self.store.outbox.pending_count())
         return deliver_pending(self.store.outbox, self.notifier, now, limit=limit, backoff=self.backoff)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The events (and scan checks) that could not be handled, with their reasons."""
+        return self.store.dead_letters()
 
     def deliver_all(self, now: datetime) -> DeliveryReport:
         """Send every outbox entry due at ``now``, each once."""
@@ -531,12 +616,16 @@ class Engine:
         decisions: list[Decision] = []
         for due in store.sla_due(now):
             scan_id = f"sla:{due.client_id}:{due.event_id}"
-            with store.unit_of_work():
-                if store.assignment(due.client_id) != due:  # handled meanwhile
-                    continue
-                decision = self._breach(due, scan_id, now, rules)
-                store.add_decision(decision)
-                store.outbox.add(decision.notifications)
+            try:
+                with store.unit_of_work():
+                    if store.assignment(due.client_id) != due:  # handled meanwhile
+                        continue
+                    decision = self._breach(due, scan_id, now, rules)
+                    self._record([decision])
+            except Exception as exc:  # one client's failure must not stop the others
+                raw = json.dumps(due.as_dict())
+                self._dead_letter(scan_id, raw, f"SLA check at {jsonable(now)}: {_reason(exc)}")
+                continue
             decisions.append(decision)
         self.deliver_all(now)
         return decisions
@@ -545,12 +634,14 @@ class Engine:
         store = self.store
         desk = store.desks().get(due.desk)
         mode: Literal["alert", "reassign"] = desk.on_sla_breach if desk is not None else "alert"
+        if due.contacted_at is not None:  # contacted, but late: a breach to report, not to undo
+            mode = "alert"
         store.mark_breached(due.client_id, now)
         agents = store.agents()
         breacher = agents.get(due.agent_id)
         managers = (
             [breacher.manager] if breacher is not None and breacher.manager is not None
-            else [a.id for a in _desk_agents(agents, due.desk, "manager")] or [ADMINS]
+            else [a.id for a in _desk_agents(agents, due.desk, "manager")] or _admins(agents)
         )
         client = store.client(due.client_id)
         assert client is not None
@@ -574,8 +665,8 @@ class Engine:
     def claim(self, agent_id: str, client_id: str, at: datetime | None = None) -> bool:
         """Take a pooled client: ``True`` for the one claim that wins, ``False`` when the
         client is not (or no longer) in a pool. Raises :class:`PermissionDenied` for an
-        agent not on the pool's desk, inactive or at capacity. ``at`` defaults to now."""
-        at = at if at is not None else datetime.now(UTC)
+        agent not on the pool's desk, inactive or at capacity. ``at`` (the assignment's
+        start) defaults to the latest event's time, never before the client was pooled."""
         rules = self._rules
         store = self.store
         with store.unit_of_work():
@@ -585,6 +676,9 @@ class Engine:
                 raise PermissionDenied(f"unknown agent {agent_id!r}")
             if entry is None:
                 return False
+            if at is None:  # no wall clock: the latest event, and never before the pooling
+                latest = store.latest_event_at()
+                at = entry.since if latest is None or latest < entry.since else latest
             if agent.role != "admin" and agent.desk != entry.desk:
                 raise PermissionDenied(f"{agent_id} is not on desk {entry.desk!r}, whose pool holds {client_id}")
             if not agent.active:
@@ -609,8 +703,7 @@ class Engine:
                 event_id, client_id, at, "claim", rules.version, scores, bands, entry.stage,
                 assignment=assignment, notifications=tuple(notes),
             )
-            store.add_decision(decision)
-            store.outbox.add(decision.notifications)
+            self._record([decision])
         self.deliver_all(at)
         return True
 
@@ -649,14 +742,21 @@ class Engine:
             "client_id": client_id,
             "now": jsonable(now),
             "rule_version": rules.version,
+            "version": rules.version,
             "scores": jsonable(evaluation.scores),
             "bands": dict(evaluation.bands),
             "breakdown": jsonable(evaluation.breakdown),
             "triggers": list(evaluation.triggers),
             "routing": routing,
+            "route": None if routing is None else {k: routing[k] for k in ("rule", "desk", "agent")},
             "assignment": None if assignment is None else assignment.as_dict(),
             "pool": None if pooled is None else pooled.as_dict(),
         }
+
+
+def _reason(exc: Exception) -> str:
+    """A dead letter's reason: our own errors speak for themselves, others name their type."""
+    return str(exc) if isinstance(exc, CrmError) else f"{type(exc).__name__}: {exc}"
 
 
 def _payload(
@@ -717,6 +817,7 @@ def _decision(
         assignment=routed.assignment if routed is not None else None,
         triggers=tuple(evaluation.triggers),
         notifications=tuple(routed.notes) if routed is not None else (),
+        evaluation=evaluation,
     )
 
 
@@ -724,6 +825,11 @@ _DETAILS = (  # the client's fields a notification carries
     "id", "country", "language", "email", "region", "source", "campaign", "ib_id", "stage",
     "registered_at", "ftd_at", "ftd_amount", "balance",
 )
+
+
+def _admins(agents: Mapping[str, model.Agent]) -> list[str]:
+    """The agents with role admin, or the ``admins`` recipient when there are none."""
+    return sorted(a.id for a in agents.values() if a.role == "admin") or [ADMINS]
 
 
 def _desk_agents(agents: Mapping[str, model.Agent], desk: str, role: str) -> list[model.Agent]:

@@ -117,9 +117,16 @@ class View:
     def _sees_item(self, item: QueueItem) -> bool:
         if self._role == "admin":
             return True
-        if self._role == "manager" and item.desk == self.viewer.desk:
-            return True
+        if self._role == "manager" and self._desk_of(item.client_id) == self.viewer.desk:
+            return True  # their desk's queues: of the clients on the desk now
         return self.sees(item.client_id)
+
+    def _desk_of(self, client_id: str) -> str | None:
+        current = self._store.assignment(client_id)
+        if current is not None:
+            return current.desk
+        pooled = self._store.pool_entry(client_id)
+        return None if pooled is None else pooled.desk
 
     def tasks(self) -> list[Task]:
         """Each visible client with open queue items once, with all of them, ordered by the

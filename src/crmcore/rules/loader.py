@@ -458,19 +458,27 @@ class _Builder:
         return tuple(order)
 
     def _warnings(self, document: RuleFile) -> list[Diagnostic]:
-        rules = document.routing.registration
-        last = self.exprs_seen.get(("route", "registration", rules[-1].name, "when")) if rules else None
-        if not rules or (last is not None and constant_value(last.node) == (True, True)):
-            return []
-        doc, path = self.where[("route", "registration", rules[-1].name)]
-        warning = doc.diagnostic(
-            Code.NO_FALLBACK,
-            "routing.registration can leave a client unmatched (unrouted); end it with a rule 'when: true'",
-            path,
-        )
-        warning = Diagnostic(warning.code, warning.message, warning.path, warning.line, warning.column, warning.source_line, "warning")
-        self.problems.add(warning)
-        return [warning]
+        """W500 for each routing stage whose last rule is not ``when: true``: a client can
+        match none of them (unrouted, admins notified). An empty stage warns of nothing:
+        no registration routing is a choice, no FTD routing means no hand-over."""
+        warnings = []
+        for stage in ("registration", "ftd"):
+            rules = getattr(document.routing, stage)
+            if not rules:
+                continue
+            last = self.exprs_seen.get(("route", stage, rules[-1].name, "when"))
+            if last is not None and constant_value(last.node) == (True, True):
+                continue
+            doc, path = self.where[("route", stage, rules[-1].name)]
+            warning = doc.diagnostic(
+                Code.NO_FALLBACK,
+                f"routing.{stage} can leave a client unmatched (unrouted); end it with a rule 'when: true'",
+                path,
+            )
+            warning = Diagnostic(warning.code, warning.message, warning.path, warning.line, warning.column, warning.source_line, "warning")
+            self.problems.add(warning)
+            warnings.append(warning)
+        return warnings
 
 
 def _known(names: Iterable[str]) -> str:

@@ -63,6 +63,11 @@ class Store(Protocol):
         """Every handled event, in arrival order."""
         ...
 
+    def latest_event_at(self) -> datetime | None:
+        """The latest ``at`` of the handled events: the engine's idea of "now" where no
+        event gives one (a claim, delivery, a reload); ``None`` before any event."""
+        ...
+
     # --- clients, agents, desks, IBs ----------------------------------------------------------
 
     def client(self, client_id: str) -> dict[str, Any] | None: ...
@@ -114,8 +119,8 @@ class Store(Protocol):
         ...
 
     def sla_due(self, now: datetime) -> list[Assignment]:
-        """Open assignments not contacted and not yet breached whose ``sla_due_at <= now``,
-        oldest due first."""
+        """Open assignments not yet breached whose ``sla_due_at <= now`` and whose first
+        contact is missing or came after ``sla_due_at``, oldest due first."""
         ...
 
     def open_clients(self, agent_id: str) -> list[str]:

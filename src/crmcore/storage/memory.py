@@ -102,6 +102,7 @@ class MemoryStore:
         self.outbox = _Outbox(self._journal)
         self._seen: dict[str, None] = {}
         self._events: list[Event] = []
+        self._meta: dict[str, Any] = {}
         self._history: dict[str, list[Event]] = {}
         self._clients: dict[str, dict[str, Any]] = {}
         self._agents: dict[str, model.Agent] = {}
@@ -142,6 +143,9 @@ class MemoryStore:
 
     def record_event(self, event: Event) -> None:
         self._journal.set(self._seen, event.id, None)
+        latest = self._meta.get("latest_at")
+        if latest is None or event.at > latest:
+            self._journal.set(self._meta, "latest_at", event.at)
         self._journal.append(self._events, event)
         client_id = getattr(event, "client_id", None)
         if client_id is not None:
@@ -156,6 +160,10 @@ class MemoryStore:
 
     def events(self) -> Iterator[Event]:
         return iter(list(self._events))
+
+    def latest_event_at(self) -> datetime | None:
+        latest: datetime | None = self._meta.get("latest_at")
+        return latest
 
     # --- clients, agents, desks, IBs ----------------------------------------------------------
 
@@ -249,8 +257,8 @@ class MemoryStore:
     def sla_due(self, now: datetime) -> list[Assignment]:
         due = [
             a for a in self._open.values()
-            if a.sla_due_at is not None and a.sla_due_at <= now
-            and a.contacted_at is None and a.breached_at is None
+            if a.sla_due_at is not None and a.sla_due_at <= now and a.breached_at is None
+            and (a.contacted_at is None or a.contacted_at > a.sla_due_at)
         ]
         due.sort(key=lambda a: (a.sla_due_at, a.client_id))
         return due

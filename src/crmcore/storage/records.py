@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from crmcore.notify.notification import Notification
 from crmcore.routing.router import RoutingResult, Step
+from crmcore.rules.ruleset import Evaluation
 from crmcore.serialize import jsonable
 
 __all__ = [
@@ -54,6 +55,11 @@ class Assignment:
     @property
     def open(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def agent(self) -> str:
+        """The agent's id (``agent_id``)."""
+        return self.agent_id
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,12 @@ class Decision:
     assignment: Assignment | None = None  # the assignment this decision made
     triggers: tuple[str, ...] = ()  # the condition triggers that hold after it
     notifications: tuple[Notification, ...] = ()
+    evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def breakdown(self) -> dict[str, dict[str, float]]:
+        """Per score, the points of each rule that held (worked out when first read)."""
+        return self.evaluation.breakdown if self.evaluation is not None else {}
 
     def as_dict(self) -> dict[str, Any]:
         routing = self.routing
@@ -127,6 +139,7 @@ class Decision:
             "rule_version": self.rule_version,
             "scores": jsonable(dict(self.scores)),
             "bands": dict(self.bands),
+            "breakdown": jsonable(self.breakdown),
             "routing": None if routing is None else routing_dict(self.stage, routing),
             "sla_breach": self.sla_breach,
             "assignment": None if self.assignment is None else self.assignment.as_dict(),
