@@ -661,3 +661,54 @@ def test_result_and_explain_name_what_hosts_look_for(rules: RuleSet, store: Stor
     assert engine.handle(reg("c1", language="de")).duplicate
     why = engine.explain("c1")
     assert why["route"] == {"rule": "german", "desk": "sales", "agent": "a1"} and why["version"] == rules.version
+
+
+def test_no_read_path_leaks_across_desks_or_teams(rules: RuleSet, store: Store) -> None:
+    """Every viewer, every read: what comes back is exactly what `sees` allows."""
+    engine = engine_for(rules, store)
+    countries = [("DE", "de"), ("GB", "en"), ("FR", "fr"), ("PL", "pl"), ("XX", "xx"), ("NO", "no")]
+    for i in range(30):
+        country, language = countries[i % len(countries)]
+        engine.handle(reg(f"c{i:02}", at(i), country=country, language=language))
+    engine.handle(ev("deposit", "c01", at(40), "ftd1", amount="100"))  # hand-over to retention
+    engine.handle(agent_update("g1-off", at(41), id="g1", active=False))  # general clients pooled
+    for n, client in enumerate(c["id"] for c in store.clients()):
+        current = store.assignment(client)
+        desk = current.desk if current else (store.pool_entry(client).desk if store.pool_entry(client) else None)
+        store.put_queue_item(QueueItem(client, "q", "t", n, (), at(50), desk, current.agent_id if current else None))
+    everyone = [c["id"] for c in store.clients()]
+    for viewer_id, agent in store.agents().items():
+        view = engine.view(viewer_id)
+        team = {viewer_id} | {a.id for a in store.agents().values() if a.manager == viewer_id}
+
+        def allowed(client: str, agent: Any = agent, team: set[str] = team) -> bool:
+            if agent.role == "admin":
+                return True
+            current = store.assignment(client)
+            if current is not None:
+                return current.agent_id in team
+            entry = store.pool_entry(client)
+            return entry is not None and entry.desk == agent.desk
+
+        visible = {c for c in everyone if allowed(c)}
+        assert {c["id"] for c in view.clients()} == visible, viewer_id
+        for client in everyone:
+            if client in visible:
+                assert view.client(client)["id"] == client
+            else:
+                with pytest.raises(PermissionDenied):
+                    view.client(client)
+        for desk in store.desks():
+            if agent.role == "admin" or desk == agent.desk:
+                assert {e.client_id for e in view.pool(desk)} <= visible
+            else:
+                with pytest.raises(PermissionDenied):
+                    view.pool(desk)
+        queue = {item.client_id for item in view.queue("q")}
+        tasks = {task.client_id for task in view.tasks()}
+        if agent.role == "manager":  # their desk's queues, and their team's clients
+            on_desk = {c for c in everyone if (store.assignment(c) and store.assignment(c).desk == agent.desk)  # type: ignore[union-attr]
+                       or (store.pool_entry(c) and store.pool_entry(c).desk == agent.desk)}  # type: ignore[union-attr]
+            assert queue == tasks == visible | on_desk, viewer_id
+        else:
+            assert queue == tasks == visible, viewer_id
