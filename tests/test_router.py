@@ -92,14 +92,14 @@ def test_unknown_assigned_agent_falls_through_with_the_reason() -> None:
     result, _ = _route({"country": "XX", "source": "nobody", "language": "de"})
     assert (result.rule, result.agent) == ("german", "a1")
     assert result.trace[0] == Step(
-        "named", "no_eligible_agent", excluded=(("nobody", Exclusion.UNKNOWN_AGENT),)
+        "named", "no_eligible_agent", excluded={"nobody": Exclusion.UNKNOWN_AGENT}
     )
 
 
 def test_assigned_agent_at_capacity_falls_through_with_the_reason() -> None:
     result, _ = _route({"country": "XX", "source": "a1", "language": "de"}, open_counts={"a1": 2})
     assert (result.rule, result.agent) == ("german", "a3")
-    assert result.trace[0].excluded == (("a1", Exclusion.AT_CAPACITY),)
+    assert result.trace[0].excluded == {"a1": Exclusion.AT_CAPACITY}
 
 
 def test_round_robin_rotates_across_calls_via_the_state() -> None:
@@ -164,7 +164,7 @@ def test_nobody_eligible_anywhere_goes_unassigned_to_the_last_matching_desk() ->
         None,
     )
     assert result.trace[1] == Step(
-        "vip", "no_eligible_agent", excluded=(("v1", Exclusion.AT_CAPACITY),)
+        "vip", "no_eligible_agent", excluded={"v1": Exclusion.AT_CAPACITY}
     )
 
 
@@ -174,13 +174,14 @@ def test_no_eligible_agent_lists_every_exclusion() -> None:
     assert german == Step(
         "german",
         "no_eligible_agent",
-        excluded=(
-            ("a1", Exclusion.AT_CAPACITY),
-            ("a2", Exclusion.REQUIRE_FALSE),
-            ("a3", Exclusion.AT_CAPACITY),
-            ("m1", Exclusion.NOT_AN_AGENT),
-        ),
+        excluded={
+            "a1": Exclusion.AT_CAPACITY,
+            "a2": Exclusion.REQUIRE_FALSE,
+            "a3": Exclusion.AT_CAPACITY,
+            "m1": Exclusion.NOT_AN_AGENT,
+        },
     )
+    assert list(german.excluded) == ["a1", "a2", "a3", "m1"]  # in id order
     assert result.outcome == "unassigned" and result.desk == "sales"
 
 
@@ -197,7 +198,7 @@ def test_no_rule_matched_is_unrouted() -> None:
 def test_only_an_agent_rule_matched_is_unrouted() -> None:
     result, _ = _route({"country": "XX", "source": "ghost", "language": "it"})
     assert result.outcome == "unrouted"
-    assert result.trace[0].excluded == (("ghost", Exclusion.UNKNOWN_AGENT),)
+    assert result.trace[0].excluded == {"ghost": Exclusion.UNKNOWN_AGENT}
 
 
 def test_the_trace_lists_every_rule_tried() -> None:

@@ -71,7 +71,7 @@ class Step:
     rule: str
     outcome: StepOutcome
     agent: str | None = None
-    excluded: tuple[tuple[str, Exclusion], ...] = ()
+    excluded: Mapping[str, Exclusion] = field(default_factory=dict)  # agent id -> why, in id order
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ def route(
                 result = RoutingResult("assigned", rule.name, None, agent_id, None, tuple(trace))
                 return result, state
             shown = agent_id if agent_id is not None else repr(value)
-            trace.append(Step(rule.name, "no_eligible_agent", excluded=((shown, reason),)))
+            trace.append(Step(rule.name, "no_eligible_agent", excluded={shown: reason}))
             continue
         desk = rule.desk
         if desk is None:  # pragma: no cover - the loader requires agent or desk
@@ -169,7 +169,7 @@ def route(
         picked, state = _pick(rule, desk, desk_agents, eligible, open_counts, state)
         if picked is None:
             trace.append(
-                Step(rule.name, "no_eligible_agent", excluded=tuple(sorted(excluded.items())))
+                Step(rule.name, "no_eligible_agent", excluded=dict(sorted(excluded.items())))
             )
             continue
         trace.append(Step(rule.name, "assigned", agent=picked))

@@ -168,7 +168,7 @@ def step_dict(step: Step) -> dict[str, Any]:
     if step.agent is not None:
         out["agent"] = step.agent
     if step.excluded:
-        out["excluded"] = {agent: str(reason) for agent, reason in step.excluded}
+        out["excluded"] = {agent: str(reason) for agent, reason in step.excluded.items()}
     return out
 
 
