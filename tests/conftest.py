@@ -95,14 +95,59 @@ def spec_rules() -> RuleSet:
 
 
 # --- stores ------------------------------------------------------------------------------------
-# The engine's tests are written once and run on every Store; the SQL stores join this list.
-STORES = ["memory"]
+# The engine's tests are written once and run on every Store. SQL stores share one database per
+# session (a temporary SQLite file; a schema of the test PostgreSQL server) and start empty.
+STORES = ["memory", "sqlite", "postgresql"]
+_SQL_ENGINES: dict[str, Engine] = {}
+_PG_SCHEMA = f"crm_test_{os.getpid()}"
+
+
+def _sql_engine(kind: str) -> tuple[Engine, str | None]:
+    if kind not in _SQL_ENGINES:
+        if kind == "sqlite":
+            import tempfile
+
+            from crmcore.storage.sql import _create_engine
+
+            folder = tempfile.mkdtemp(prefix="crmcore-test-")
+            _SQL_ENGINES[kind] = _create_engine(f"sqlite:///{folder}/store.db")
+        else:
+            url = os.environ.get(PG_URL_ENV)
+            if not url:
+                if _in_ci():
+                    pytest.fail(f"{PG_URL_ENV} is not set but CI is: run ./scripts/test", pytrace=False)
+                pytest.skip("PostgreSQL store tests need CRMCORE_TEST_PG_URL; ./scripts/test starts a server")
+            engine = create_engine(url, pool_pre_ping=True)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{_PG_SCHEMA}" CASCADE')
+                conn.exec_driver_sql(f'CREATE SCHEMA "{_PG_SCHEMA}"')
+            _SQL_ENGINES[kind] = engine
+    return _SQL_ENGINES[kind], (_PG_SCHEMA if kind == "postgresql" else None)
 
 
 def make_store(kind: str) -> Store:
+    """A new, empty store of ``kind``."""
     if kind == "memory":
         return MemoryStore()
-    raise ValueError(kind)  # pragma: no cover
+    from crmcore.storage.sql import SqlStore
+
+    engine, schema = _sql_engine(kind)
+    store = SqlStore(engine, schema=schema)
+    with engine.begin() as conn:
+        names = [t for t in store.t.metadata.sorted_tables if t is not store.t.locks]
+        for table in reversed(names):
+            conn.execute(table.delete())
+    return store
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    engine = _SQL_ENGINES.pop("postgresql", None)
+    if engine is not None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{_PG_SCHEMA}" CASCADE')
+        engine.dispose()
+    for engine in _SQL_ENGINES.values():
+        engine.dispose()
 
 
 @pytest.fixture(params=STORES)

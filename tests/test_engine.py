@@ -428,7 +428,7 @@ def test_an_agent_made_inactive_has_their_clients_routed_again(rules: RuleSet, s
     assert all(holder(engine, f"c{i}") != "a2" for i in range(6))
     assert [a.end_reason for a in store.assignments("c1")] == ["agent_inactive", None]
     assert ("assigned", "a1", "c1") in sent(engine)
-    assert dict(store.open_counts()) == {"a1": 3, "a2": 0, "a3": 3}
+    assert {k: v for k, v in store.open_counts().items() if v} == {"a1": 3, "a3": 3}
     # Sales is full without a2: the next English client falls through to general.
     assert engine.handle(reg("c6", at(hours=1), language="en")).routing.agent == "g1"  # type: ignore[union-attr]
     engine.handle(agent_update("a2-back", at(hours=2), id="a2", active=True))
@@ -574,7 +574,7 @@ def test_client_updated_with_an_agent_is_a_manual_reassignment(rules: RuleSet, s
     assert [(a.agent_id, a.end_reason) for a in store.assignments("c1")] == [("a1", "reassigned"), ("g1", None)]
     assert store.client("c1")["desk_id"] == "general"  # type: ignore[index]
     assert ("assigned", "g1", "c1") in sent(engine) and ("assigned_to_team", "m2", "c1") in sent(engine)
-    assert dict(store.open_counts()) == {"a1": 0, "g1": 1}
+    assert {k: v for k, v in store.open_counts().items() if v} == {"g1": 1}
     nobody = engine.handle(ev("client_updated", "c1", at(20), "drop", fields={"agent_id": None}))
     assert nobody.status == "handled" and store.assignment("c1") is None
     bad = engine.handle_many([

@@ -8,13 +8,22 @@ from typing import Any
 
 import pytest
 
-from crmcore.events import parse_event
+from crmcore.events import ClientRegistered, parse_event
 from crmcore.notify import Notification
 from crmcore.routing.router import RoutingState
 from crmcore.rules import model
+from crmcore.state import new_client
 from crmcore.storage import Assignment, DeadLetter, Decision, PoolEntry, QueueItem, Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def record(client_id: str, country: str) -> dict[str, Any]:
+    """A client record as the engine keeps it."""
+    event = parse_event({"id": f"r-{client_id}", "type": "client_registered", "client_id": client_id,
+                         "at": T0.isoformat(), "country": country})
+    assert isinstance(event, ClientRegistered)
+    return new_client(event)
 
 
 def assignment(client: str, agent: str, at: datetime = T0, **extra: Any) -> Assignment:
@@ -46,7 +55,7 @@ def snapshot(store: Store) -> dict[str, Any]:
 
 def write_everything(store: Store) -> None:
     store.record_event(parse_event({"id": "e2", "type": "login", "client_id": "c1", "at": T0.isoformat()}))
-    store.put_client({"id": "c2", "country": "FR"})
+    store.put_client(record("c2", "FR"))
     store.put_agent(model.Agent(id="a2", desk="sales"))
     store.put_desk(model.Desk(id="vip"))
     store.put_ib({"id": "ib1", "quality": 1})
@@ -67,7 +76,7 @@ def filled(store: Store) -> Store:
     with store.unit_of_work():
         store.record_event(parse_event({"id": "e1", "type": "client_registered", "client_id": "c1",
                                         "at": T0.isoformat(), "country": "DE"}))
-        store.put_client({"id": "c1", "country": "DE"})
+        store.put_client(record("c1", "DE"))
         store.put_agent(model.Agent(id="a1", desk="sales"))
         store.put_desk(model.Desk(id="sales"))
         store.start_assignment(assignment("c1", "a1"))
@@ -86,13 +95,13 @@ def test_a_failed_unit_of_work_leaves_every_table_as_it_was(filled: Store) -> No
 
 def test_an_inner_unit_of_work_that_fails_undoes_only_its_own_writes(filled: Store) -> None:
     with filled.unit_of_work():
-        filled.put_client({"id": "c2", "country": "FR"})
+        filled.put_client(record("c2", "FR"))
         middle = snapshot(filled)
         with pytest.raises(RuntimeError), filled.unit_of_work():
             write_everything(filled)
             raise RuntimeError("crash")
         assert snapshot(filled) == middle
-    assert filled.client("c2") == {"id": "c2", "country": "FR"}
+    assert filled.client("c2") == record("c2", "FR")
 
 
 def test_a_committed_unit_of_work_keeps_everything(filled: Store) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from crmcore.rules import RuleError, RuleSet, load_rules
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
     from crmcore.case import Case
     from crmcore.engine import Result
 
@@ -240,6 +243,89 @@ def _explain_events(rules: RuleSet, case: Case, args: argparse.Namespace, err: T
     return engine.explain(client_id, now=now)
 
 
+_DEFAULT_DB = "sqlite:///crmcore.db"
+
+
+def _db_url(url: str) -> URL:
+    """The URL of ``--db``; a SQLite file that does not exist is an error (``must_exist``)."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise _Failure(f"--db {url!r} is not a database URL (such as {_DEFAULT_DB} or postgresql+psycopg://user@host/db)") from None
+
+
+def _sqlite_file_missing(url: URL) -> bool:
+    database = url.database
+    return bool(url.get_backend_name() == "sqlite" and database and database != ":memory:"
+                and not database.startswith("file:") and not Path(database).exists())
+
+
+@contextlib.contextmanager
+def _database_errors(url: URL) -> Iterator[None]:
+    """Turn a driver that is missing or a database that cannot be reached into a one-line error."""
+    import sqlalchemy as sa
+
+    shown = url.render_as_string(hide_password=True)
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        extra = " (pip install 'crmcore[postgres]')" if url.get_backend_name() == "postgresql" else ""
+        raise _Failure(f"{shown}: the database driver is not installed: {error.name}{extra}") from None
+    except sa.exc.NoSuchModuleError as error:
+        raise _Failure(f"{shown}: {error}") from None
+    except sa.exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+        raise _Failure(f"{shown}: {reason}") from None
+
+
+def cmd_db_upgrade(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Create crmcore's tables in the database, or bring them to this crmcore's version
+    (a no-op when they are there). With --schema (PostgreSQL) the tables go in that schema,
+    which is created when missing; --prefix names them (default crm_)."""
+    from crmcore.storage.migrate import SchemaVersionError, current_version, upgrade
+
+    url = _db_url(args.db)
+    shown = url.render_as_string(hide_password=True)
+    with _database_errors(url):
+        before = None if _sqlite_file_missing(url) else current_version(url, schema=args.schema, prefix=args.prefix)
+        try:
+            after = upgrade(url, schema=args.schema, prefix=args.prefix)
+        except SchemaVersionError as error:
+            raise _Failure(str(error)) from None
+    if before == after:
+        out.write(f"{shown}: already at revision {after}\n")
+    else:
+        out.write(f"{shown}: upgraded from {before or 'an empty database'} to revision {after}\n")
+    return 0
+
+
+def cmd_db_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the revision of crmcore's tables in the database and the one this crmcore expects.
+    Exit status 0 when they are equal, 1 otherwise (no tables, another revision)."""
+    from crmcore.storage.migrate import SchemaVersionError, check_version, current_version
+    from crmcore.storage.schema import SCHEMA_VERSION
+
+    url = _db_url(args.db)
+    if _sqlite_file_missing(url):
+        raise _Failure(f"{url.database}: no such database file")
+    with _database_errors(url):
+        current = current_version(url, schema=args.schema, prefix=args.prefix)
+        status: str
+        problem: str | None = None
+        try:
+            status = check_version(url, schema=args.schema, prefix=args.prefix)
+        except SchemaVersionError as error:
+            status, problem = "mismatch", str(error)
+    out.write(f"current:  {current or 'none'}\nexpected: {SCHEMA_VERSION}\n")
+    if problem is not None:
+        err.write(f"crmcore db version: {problem}\n")
+    elif status == "empty":
+        out.write(f"no crmcore tables: run `crmcore db upgrade --db {url.render_as_string(hide_password=True)}`\n")
+    return 0 if status == "ok" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmcore", description="Sales-and-retention rules for forex/CFD brokers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -268,6 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--events", metavar="FILE", help="process these events first, then explain client.id")
     explain.add_argument("--now", metavar="T", help="the time of the evaluation (ISO 8601); overrides the case's now")
     explain.set_defaults(run=cmd_explain)
+    db = commands.add_parser("db", help="create or upgrade crmcore's tables in a database")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    for name, command, summary in (
+        ("upgrade", cmd_db_upgrade, "create crmcore's tables or bring them to this version"),
+        ("version", cmd_db_version, "print the database's revision and the expected one"),
+    ):
+        sub = db_commands.add_parser(
+            name, help=summary, description=inspect.cleandoc(command.__doc__ or ""), formatter_class=formatter
+        )
+        sub.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+        sub.add_argument("--schema", metavar="S", help="the schema of crmcore's tables (PostgreSQL)")
+        sub.add_argument("--prefix", default="crm_", metavar="P", help="the prefix of their names (default crm_)")
+        sub.set_defaults(run=command)
     return parser
 
 

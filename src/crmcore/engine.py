@@ -43,7 +43,7 @@ from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import Evaluation, RuleSet
 from crmcore.state import apply, new_client
-from crmcore.storage.base import Store
+from crmcore.storage.base import DuplicateEvent, Store
 from crmcore.storage.memory import MemoryStore
 from crmcore.storage.records import (
     Assignment,
@@ -333,7 +333,7 @@ class Engine:
                 store.record_event(event)  # first: the event counts in its own windows
                 decisions = self._apply(event, rules)
                 self._record(decisions)
-        except _Duplicate:
+        except (_Duplicate, DuplicateEvent):
             return Result(event.id, "duplicate"), None
         except Exception as exc:
             return self._dead_letter(event.id, event.model_dump_json(), _reason(exc)), None

@@ -30,7 +30,12 @@ from crmcore.storage.records import (
     QueueItem,
 )
 
-__all__ = ["Store"]
+__all__ = ["DuplicateEvent", "Store"]
+
+
+class DuplicateEvent(Exception):
+    """``record_event`` of an id already handled (another worker may have just done it):
+    the engine counts the event as a duplicate and undoes the unit of work."""
 
 
 @runtime_checkable
@@ -51,7 +56,8 @@ class Store(Protocol):
         ...
 
     def record_event(self, event: Event) -> None:
-        """Remember a handled event: its id (idempotency), and the client's history."""
+        """Remember a handled event: its id (idempotency), and the client's history.
+        Raises :class:`DuplicateEvent` when the id was handled before."""
         ...
 
     def history(self, client_id: str) -> Sequence[Event]:

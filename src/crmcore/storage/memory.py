@@ -19,6 +19,7 @@ from crmcore.events import Event
 from crmcore.notify.outbox import MemoryOutbox, OutboxEntry
 from crmcore.routing.router import RoutingState
 from crmcore.rules import model
+from crmcore.storage.base import DuplicateEvent
 from crmcore.storage.records import (
     Assignment,
     DeadLetter,
@@ -142,6 +143,8 @@ class MemoryStore:
         return event_id in self._seen
 
     def record_event(self, event: Event) -> None:
+        if event.id in self._seen:
+            raise DuplicateEvent(event.id)
         self._journal.set(self._seen, event.id, None)
         latest = self._meta.get("latest_at")
         if latest is None or event.at > latest:

@@ -123,11 +123,15 @@ class Decision:
     triggers: tuple[str, ...] = ()  # the condition triggers that hold after it
     notifications: tuple[Notification, ...] = ()
     evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
+    saved_breakdown: Mapping[str, Mapping[str, float]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def breakdown(self) -> dict[str, dict[str, float]]:
-        """Per score, the points of each rule that held (worked out when first read)."""
-        return self.evaluation.breakdown if self.evaluation is not None else {}
+        """Per score, the points of each rule that held: worked out from the evaluation when
+        read (off the hot path), or as a SQL store saved it."""
+        if self.evaluation is not None:
+            return self.evaluation.breakdown
+        return {score: dict(points) for score, points in (self.saved_breakdown or {}).items()}
 
     def as_dict(self) -> dict[str, Any]:
         routing = self.routing
