@@ -22,6 +22,14 @@ EVENTS = ROOT / "examples" / "events" / "events.jsonl"
 CLIENT = ROOT / "examples" / "events" / "client.yaml"
 SPEC_RULES = Path(__file__).parent / "data" / "spec_rules.yaml"
 
+
+
+@pytest.fixture(autouse=True)
+def _in_a_fresh_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`crmcore run` writes crmcore.db in the current folder by default: one per test."""
+    monkeypatch.chdir(tmp_path)
+
+
 SPEC_CASE = """\
 client: {country: DE, language: de, registered_at: 2026-03-01T10:00:00Z,
          kyc_submitted_at: 2026-03-01T11:00:00Z, email_clicks: 2}
@@ -147,14 +155,49 @@ def test_progress_is_shown_on_a_terminal(tmp_path: Path) -> None:
 
 def test_the_installed_command_runs_the_examples(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "crmcore.cli", "run", str(RULES), "--events", str(EVENTS), "--strict",
+        [sys.executable, "-m", "crmcore", "run", str(RULES), "--events", str(EVENTS), "--strict",
          "--decisions", str(tmp_path / "d.jsonl")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=tmp_path,
     )
     assert result.returncode == 1  # --strict, one dead letter
     assert result.stdout.splitlines()[0] == "handled 41, duplicates 1, dead-lettered 1"
     assert result.stderr == ""
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 43
+
+
+def test_run_persists_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    db = f"sqlite:///{tmp_path / 'broker.db'}"
+    code, out, _ = run("run", RULES, "--events", EVENTS, "--db", db)
+    assert code == 0 and out.splitlines()[0] == "handled 41, duplicates 1, dead-lettered 1"
+
+    def totals() -> dict[str, int]:
+        engine = sa.create_engine(db)
+        with engine.connect() as conn:
+            counts = {
+                name: conn.execute(sa.text(f"SELECT count(*) FROM crm_{name}")).scalar_one()
+                for name in ("events", "clients", "assignments", "decisions", "outbox", "dead_letters")
+            }
+        engine.dispose()
+        return counts
+
+    first = totals()
+    assert first["events"] == 41 and first["clients"] == 8 and first["dead_letters"] == 1
+    code, out, _ = run("run", RULES, "--events", EVENTS, "--db", db)
+    assert code == 0 and out.splitlines()[0] == "handled 0, duplicates 42, dead-lettered 1"
+    assert totals() == first
+    assert (tmp_path / "crmcore.db").exists() is False  # --db was used, not the default
+
+
+def test_run_defaults_to_crmcore_db_in_the_current_folder(tmp_path: Path) -> None:
+    assert run("run", RULES, "--events", EVENTS)[0] == 0
+    assert (tmp_path / "crmcore.db").is_file()
+
+
+def test_run_refuses_a_bad_database_url() -> None:
+    code, out, err = run("run", RULES, "--events", EVENTS, "--db", "nonsense")
+    assert (code, out) == (1, "") and "is not a database URL" in err
 
 
 # --- explain --client -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from crmcore.case import Case
     from crmcore.engine import Result
+    from crmcore.storage.sql import SqlStore
 
 _DEAD_LETTERS_SHOWN = 20  # `run` lists at most this many dead letters
 
@@ -140,12 +141,14 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Process events (JSON Lines) with the rules on an in-memory store and print a summary:
-    handled, duplicates, dead-lettered (each dead letter with its line and reason).
+    """Process events (JSON Lines) with the rules into the database (--db, default
+    sqlite:///crmcore.db; its tables are created when it is empty) and print a summary:
+    handled, duplicates, dead-lettered (each dead letter of this run with its line and
+    reason). Running the same file again changes nothing: every event is a duplicate.
 
     Exit status: 0 when the events were processed, also when some were dead-lettered
-    (1 with --strict); 1 when the rules do not load or the events file is missing or
-    unreadable."""
+    (1 with --strict); 1 when the rules do not load, the events file is missing or
+    unreadable, or the database cannot be used."""
     from crmcore.engine import Engine
     from crmcore.events import read_events
 
@@ -153,7 +156,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if rules is None:
         return 1
     events = _events_file(args.events)
-    engine = Engine(rules)
+    store = _open_store(args.db)
+    engine = Engine(rules, store=store)
+    known_letters = len(store.dead_letters())
     decisions: TextIO | None = None
     if args.decisions is not None:
         try:
@@ -173,7 +178,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"handled {summary.handled:,}, duplicates {summary.duplicates:,}, "
         f"dead-lettered {summary.dead_lettered:,}\n"
     )
-    letters = engine.store.dead_letters()
+    letters = engine.store.dead_letters()[known_letters:]
     for letter in letters[:_DEAD_LETTERS_SHOWN]:
         where = []
         if letter.line is not None:
@@ -280,6 +285,19 @@ def _database_errors(url: URL) -> Iterator[None]:
         raise _Failure(f"{shown}: {reason}") from None
 
 
+def _open_store(db: str) -> SqlStore:
+    """The SqlStore of ``--db`` (its tables created in an empty database)."""
+    from crmcore.storage.migrate import SchemaVersionError
+    from crmcore.storage.sql import SqlStore
+
+    url = _db_url(db)
+    with _database_errors(url):
+        try:
+            return SqlStore(url.render_as_string(hide_password=False))
+        except SchemaVersionError as error:
+            raise _Failure(str(error)) from None
+
+
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Create crmcore's tables in the database, or bring them to this crmcore's version
     (a no-op when they are there). With --schema (PostgreSQL) the tables go in that schema,
@@ -344,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", required=True, metavar="FILE", help="events, one JSON object per line")
     run.add_argument("--decisions", metavar="OUT.jsonl", help="write each event's result as one JSON line")
     run.add_argument("--strict", action="store_true", help="exit 1 when any event was dead-lettered")
+    run.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
     run.set_defaults(run=cmd_run)
     explain = commands.add_parser(
         "explain", help="explain a client's scores, routing and triggers as JSON",

@@ -321,7 +321,8 @@ class MemoryStore:
         return list(self._decisions_by_client.get(client_id, ()))
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        self._journal.append(self._dead, letter)
+        if letter not in self._dead:
+            self._journal.append(self._dead, letter)
 
     def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead)

@@ -412,9 +412,14 @@ class SqlStore:
         return [codec.decision_from(codec.loads(row[0])) for row in self._all(query)]
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        self._run(sa.insert(self.t.dead_letters).values(
-            event_id=letter.event_id, line=letter.line, reason=letter.reason, raw=letter.raw,
-        ))
+        d = self.t.dead_letters
+        same = sa.select(d.c.seq).where(
+            d.c.event_id.is_(None) if letter.event_id is None else d.c.event_id == letter.event_id,
+            d.c.line.is_(None) if letter.line is None else d.c.line == letter.line,
+            d.c.raw == letter.raw, d.c.reason == letter.reason,
+        )
+        if self._one(same) is None:
+            self._run(sa.insert(d).values(event_id=letter.event_id, line=letter.line, reason=letter.reason, raw=letter.raw))
 
     def dead_letters(self) -> list[DeadLetter]:
         d = self.t.dead_letters
