@@ -712,3 +712,21 @@ def test_no_read_path_leaks_across_desks_or_teams(rules: RuleSet, store: Store) 
             assert queue == tasks == visible | on_desk, viewer_id
         else:
             assert queue == tasks == visible, viewer_id
+
+
+def test_every_store_makes_the_same_decisions_on_the_example_events(store: Store) -> None:
+    from pathlib import Path
+
+    from crmcore.events import read_events
+
+    root = Path(__file__).parents[1] / "examples"
+    example_rules = crmcore.load_rules(root / "rules")
+    reference = Engine(example_rules)
+    reference.handle_many(read_events(root / "events" / "events.jsonl", example_rules))
+    engine = Engine(example_rules, store=store)
+    engine.handle_many(read_events(root / "events" / "events.jsonl", example_rules))
+    assert [d.as_dict() for d in store.decisions()] == [d.as_dict() for d in reference.store.decisions()]
+    assert len(store.decisions()) == 39  # one per client event and per client routed again
+    for client in reference.store.clients():
+        assert engine.explain(client["id"]) == reference.explain(client["id"])
+        assert store.assignments(client["id"]) == reference.store.assignments(client["id"])
