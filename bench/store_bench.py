@@ -196,7 +196,7 @@ _TABLE = r'(?:"?\w+"?\.)?"?(\w+)"?'
 
 def kind_of(statement: str) -> str:
     """``SELECT crm_events``, ``INSERT crm_outbox ON CONFLICT``, ``SAVEPOINT``, ... ."""
-    text = " ".join(statement.split())
+    text = " ".join(statement.replace('"', "").split())
     upper = text.upper()
     verb = upper.split(" ", 1)[0]
     if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"):

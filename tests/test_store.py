@@ -171,3 +171,17 @@ def test_history_after_a_rollback_shows_what_was_kept(filled: Store) -> None:
         filled.record_event(login("kept", 2))
     assert [h.get("id") for h in filled.history("c1")] == ["e1", "kept"]
     assert filled.history("c1")[1].get("at") == T0 + timedelta(minutes=2)
+
+
+def test_open_counts_follow_assignments_started_ended_and_rolled_back(store: Store) -> None:
+    with store.unit_of_work():
+        for n in range(6):
+            store.start_assignment(assignment(f"c{n}", f"a{n % 2}"))
+        store.end_assignment("c0", T0, "handover", "x")
+        store.end_assignment("c2", T0, "handover", "x")
+    with pytest.raises(RuntimeError), store.unit_of_work():
+        store.end_assignment("c1", T0, "handover", "y")
+        store.start_assignment(assignment("c9", "a0"))
+        raise RuntimeError("crash")
+    assert {k: v for k, v in store.open_counts().items() if v} == {"a0": 1, "a1": 3}
+    assert store.open_clients("a0") == ["c4"] and store.open_clients("a1") == ["c1", "c3", "c5"]

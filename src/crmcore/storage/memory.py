@@ -111,7 +111,8 @@ class MemoryStore:
         self._ibs: dict[str, dict[str, Any]] = {}
         self._assignments: dict[str, list[Assignment]] = {}  # per client, oldest first
         self._open: dict[str, Assignment] = {}  # client -> open assignment
-        self._open_by_agent: dict[str, dict[str, None]] = {}  # agent -> clients (ordered)
+        self._open_by_agent: dict[str, dict[str, int]] = {}  # agent -> client -> order assigned
+        self._started = 0
         self._open_counts: dict[str, int] = {}
         self._state: dict[str, RoutingState] = {"": RoutingState.empty()}
         self._pool: dict[str, PoolEntry] = {}
@@ -222,7 +223,8 @@ class MemoryStore:
         if clients is None:
             clients = {}
             self._journal.set(self._open_by_agent, agent_id, clients)
-        self._journal.set(clients, client_id, None)
+        self._started += 1  # the order assigned (a counter; gaps after a rollback are harmless)
+        self._journal.set(clients, client_id, self._started)
         self._journal.set(self._open_counts, agent_id, len(clients))
 
     def end_assignment(
@@ -267,7 +269,8 @@ class MemoryStore:
         return due
 
     def open_clients(self, agent_id: str) -> list[str]:
-        return list(self._open_by_agent.get(agent_id, ()))
+        clients = self._open_by_agent.get(agent_id, {})
+        return sorted(clients, key=clients.__getitem__)
 
     def open_counts(self) -> Mapping[str, int]:
         return self._open_counts

@@ -76,6 +76,7 @@ class Tables:
     desks: sa.Table
     ibs: sa.Table
     assignments: sa.Table
+    open_counts: sa.Table
     routing_state: sa.Table
     pool: sa.Table
     scores: sa.Table
@@ -208,6 +209,11 @@ def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tabl
         ),
         sa.Index(ix("assignments_agent_time"), "agent_id", "assigned_at"),
     )
+    open_counts = table(  # kept with every assignment started or ended: capacity reads it
+        "open_counts",
+        sa.Column("agent_id", sa.String(200), primary_key=True),
+        sa.Column("open", sa.Integer, nullable=False),
+    )
     routing_state = table(
         "routing_state",
         sa.Column("desk", sa.String(200), primary_key=True),
@@ -225,6 +231,7 @@ def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tabl
         sa.Column("event_id", sa.String(250), nullable=False),
         sa.Column("rule", sa.String(200)),
         sa.Index(ix("pool_desk"), "desk", "since", "seq"),
+        sa.Index(ix("pool_seq"), "seq"),
     )
     scores = table(
         "scores",
@@ -255,6 +262,7 @@ def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tabl
         sa.Column("next_attempt_at", UtcDateTime, nullable=False),
         sa.Column("last_error", sa.Text),
         sa.Column("delivered_at", UtcDateTime),
+        sa.Index(ix("outbox_seq"), "seq"),
         sa.Index(
             ix("outbox_due"), "next_attempt_at",
             postgresql_where=sa.text("delivered_at IS NULL"), sqlite_where=sa.text("delivered_at IS NULL"),
@@ -283,6 +291,6 @@ def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tabl
         sa.Index(ix("queue_items_queue"), "queue", "priority"),
     )
     return Tables(
-        md, meta, locks, events, clients, agents, desks, ibs, assignments, routing_state, pool,
+        md, meta, locks, events, clients, agents, desks, ibs, assignments, open_counts, routing_state, pool,
         scores, decisions, outbox, dead_letters, queue_items,
     )

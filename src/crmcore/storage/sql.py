@@ -298,6 +298,14 @@ class SqlStore:
                 conn.execute(sa.insert(self.t.assignments).values(**values))
         except IntegrityError:
             raise ValueError(f"client {assignment.client_id!r} already has an open assignment") from None
+        self._count(assignment.agent_id, +1)
+
+    def _count(self, agent_id: str, change: int) -> None:
+        o = self.t.open_counts
+        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(o)
+        self._run(insert.values(agent_id=agent_id, open=max(change, 0)).on_conflict_do_update(
+            index_elements=["agent_id"], set_={"open": o.c.open + change},
+        ))
 
     def end_assignment(self, client_id: str, at: datetime, reason: EndReason, ended_by: str) -> Assignment | None:
         a = self.t.assignments
@@ -308,6 +316,7 @@ class SqlStore:
             sa.update(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None))
             .values(ended_at=at, end_reason=reason, ended_by=ended_by)
         )
+        self._count(current.agent_id, -1)
         return replace(current, ended_at=at, end_reason=reason, ended_by=ended_by)
 
     def mark_contacted(self, client_id: str, at: datetime) -> None:
@@ -336,9 +345,8 @@ class SqlStore:
         return [row[0] for row in self._all(query)]
 
     def open_counts(self) -> Mapping[str, int]:
-        a = self.t.assignments
-        query = sa.select(a.c.agent_id, sa.func.count()).where(a.c.ended_at.is_(None)).group_by(a.c.agent_id)
-        return {agent: count for agent, count in self._all(query)}
+        o = self.t.open_counts
+        return {agent: count for agent, count in self._all(sa.select(o.c.agent_id, o.c.open)) if count}
 
     def routing_state(self) -> RoutingState:
         if self._conn is not None and self._dialect == "postgresql":
