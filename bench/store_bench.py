@@ -27,6 +27,8 @@ created again):
   default (``--engine-events auto``) it runs in slices of 1,000 events (``handle_many``
   delivers its outbox every 1,000 events anyway) until all are done or ``--budget`` seconds
   have passed: then the figure is for that *prefix* of the stream, and the output says so.
+- **ceiling** (not a goal, a bound): the same events on a ``MemoryStore``; the engine's own
+  work per event, which no SQL store can undercut (``--no-memory`` skips it).
 
 Statements are counted with a ``before_cursor_execute`` listener on the store's engine (an
 ``executemany`` is one statement; its rows are counted apart), commits with a ``commit``
@@ -60,9 +62,10 @@ from common import cpu_pressure
 from crmcore.engine import Engine
 from crmcore.events import Event, parse_event
 from crmcore.notify.notifiers import NullNotifier
+from crmcore.storage.memory import MemoryStore
 from crmcore.storage.schema import UtcDateTime
 from crmcore.storage.sql import SqlStore
-from engine_bench import START, RULES_DIR, _iso, make_events
+from engine_bench import RULES_DIR, START, _iso, make_events
 
 PG_URL = os.environ.get("CRMCORE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:55433/postgres")
 PG_SCHEMA = "bench_store"
@@ -349,6 +352,15 @@ def bench_db(kind: str, args: argparse.Namespace, rules: crmcore.RuleSet, events
     ratio = engine_rate / floor_rate
     total = counting.total()
     print(f"  engine / floor: {ratio:.3f}x (goal >= 0.3x)")
+    memory_rate = None
+    if not args.no_memory:
+        memory = Engine(rules, MemoryStore(), NullNotifier())
+        memory_seconds, _ = run_engine(memory, events, done, None, None)
+        memory_rate = done / memory_seconds
+        del memory
+        print(f"  ceiling: the same {done:,} events on a MemoryStore {memory_rate:,.0f} events/s "
+              f"({1e6 * memory_seconds / done:.1f} us/event) = {memory_rate / floor_rate:.3f}x the floor: "
+              f"no SQL store can beat this ratio without making the engine itself faster")
     print(f"  per event: {total / done:.1f} statements ({counting.rows / done:.1f} rows), "
           f"{counting.commits / done:.2f} commits")
     kinds = by_kind(counting.statements)
@@ -368,7 +380,7 @@ def bench_db(kind: str, args: argparse.Namespace, rules: crmcore.RuleSet, events
         print(f"  cProfile ({path}):\n{out.getvalue()}")
     store.close()
     return {"kind": kind, "floor": floor_rate, "engine": engine_rate, "ratio": ratio, "events": done,
-            "prefix": prefix, "statements": total / done}
+            "prefix": prefix, "statements": total / done, "memory": memory_rate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default=PG_SCHEMA, help="PostgreSQL schema, dropped and created again (default %(default)s)")
     parser.add_argument("--sqlite", type=Path, default=SQLITE_PATH, help="SQLite file, removed first (default %(default)s)")
     parser.add_argument("--kinds", type=int, default=25, help="statement kinds to list")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the ceiling: the engine on a MemoryStore for the same events")
     parser.add_argument("--profile", metavar="PATH", help="cProfile the engine run; stats to PATH.sqlite / PATH.postgresql")
     parser.add_argument("--profile-lines", type=int, default=30)
     args = parser.parse_args(argv)
@@ -411,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         note = f"  (engine on the first {r['events']:,} events)" if r["prefix"] else ""
         print(f"  {r['kind']:<10} engine {r['engine']:>8,.0f}  floor {r['floor']:>8,.0f}  ratio {r['ratio']:.3f}x "
-              f"(goal 0.3x)  {r['statements']:.1f} statements/event{note}")
+              f"(goal 0.3x)  {r['statements']:.1f} statements/event"
+              + ("" if r["memory"] is None else f"  [MemoryStore {r['memory']:,.0f}: {r['memory'] / r['floor']:.3f}x]")
+              + note)
     return 0
 
 

@@ -29,6 +29,7 @@ from crmcore.events import (
     ClientRegistered,
     ClientUpdated,
     Contact,
+    Deposit,
     Event,
     EventError,
     IbUpdated,
@@ -256,6 +257,7 @@ class Engine:
         new = rules if isinstance(rules, RuleSet) else load_rules(rules)
         store = self.store
         with store.unit_of_work():
+            store.lock_routing()
             deactivated = self._seed(new, previous=self._rules)
             at = store.latest_event_at()
             if deactivated and at is not None:
@@ -345,6 +347,8 @@ class Engine:
         return Result(event_id, "dead_lettered", error=reason)
 
     def _apply(self, event: Event, rules: RuleSet) -> list[Decision]:
+        if _may_route(event):  # lock order: routing first, then the client's row
+            self.store.lock_routing()
         if isinstance(event, ClientRegistered):
             return [self._register(event, rules)]
         if isinstance(event, AgentUpdated):
@@ -582,11 +586,14 @@ class Engine:
     def deliver_pending(self, now: datetime | None = None, *, limit: int = 100) -> DeliveryReport:
         """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff).
         ``now`` defaults to the latest event's time (the engine reads no clock)."""
+        store = self.store
         if now is None:
-            now = self.store.latest_event_at()
+            now = store.latest_event_at()
             if now is None:
-                return DeliveryReport(0, 0, self.store.outbox.pending_count())
-        return deliver_pending(self.store.outbox, self.notifier, now, limit=limit, backoff=self.backoff)
+                return DeliveryReport(0, 0, store.outbox.pending_count())
+        # One unit of work: what one deliverer sends, no other sends (SqlStore locks the rows).
+        with store.unit_of_work():
+            return deliver_pending(store.outbox, self.notifier, now, limit=limit, backoff=self.backoff)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The events (and scan checks) that could not be handled, with their reasons."""
@@ -618,6 +625,7 @@ class Engine:
             scan_id = f"sla:{due.client_id}:{due.event_id}"
             try:
                 with store.unit_of_work():
+                    store.lock_routing()
                     if store.assignment(due.client_id) != due:  # handled meanwhile
                         continue
                     decision = self._breach(due, scan_id, now, rules)
@@ -670,6 +678,7 @@ class Engine:
         rules = self._rules
         store = self.store
         with store.unit_of_work():
+            store.lock_routing()  # capacity and the pool, as routing sees them
             agent = store.agents().get(agent_id)
             entry = store.pool_entry(client_id)
             if agent is None:
@@ -752,6 +761,15 @@ class Engine:
             "assignment": None if assignment is None else assignment.as_dict(),
             "pool": None if pooled is None else pooled.as_dict(),
         }
+
+
+def _may_route(event: Event) -> bool:
+    """Events whose handling may route a client (and so must hold the routing lock first)."""
+    if isinstance(event, ClientRegistered | AgentUpdated):
+        return True
+    if isinstance(event, Deposit):
+        return event.status == "completed"
+    return isinstance(event, ClientUpdated) and ("agent_id" in event.fields or "desk_id" in event.fields)
 
 
 def _reason(exc: Exception) -> str:

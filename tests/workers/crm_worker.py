@@ -2,6 +2,7 @@
 tests/test_sql_concurrency.py). Run with ``sys.executable``; not a test module.
 
     crm_worker.py handle  --url U [--schema S] --rules R --events FILE [--dwell SEC] [--finish-at ISO]
+                          [--out FILE [--slow SEC]]
     crm_worker.py claim   --url U [--schema S] --rules R --agent A --clients FILE --seed N --at ISO
     crm_worker.py deliver --url U [--schema S] --rules R --now ISO --limit N --out FILE [--slow SEC]
                           [--deadline SEC]
@@ -59,7 +60,8 @@ def handle(args: argparse.Namespace) -> dict[str, Any]:
 
         SqlStore.add_decision = slow_add_decision  # type: ignore[method-assign]
     store = _store(args)
-    engine = Engine(crmcore.load_rules(args.rules), store=store)
+    notifier = _FileNotifier(args.out, args.slow) if args.out else None
+    engine = Engine(crmcore.load_rules(args.rules), store=store, notifier=notifier)
     lines = Path(args.events).read_text().splitlines()
     _ready(args)
     counts = {"handled": 0, "duplicate": 0, "dead_lettered": 0}

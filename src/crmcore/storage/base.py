@@ -76,7 +76,10 @@ class Store(Protocol):
 
     # --- clients, agents, desks, IBs ----------------------------------------------------------
 
-    def client(self, client_id: str) -> dict[str, Any] | None: ...
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        """The client's record; inside a unit of work the row stays locked until it ends
+        (two events of one client are applied one after the other)."""
+        ...
 
     def put_client(self, client: dict[str, Any]) -> None: ...
 
@@ -135,6 +138,12 @@ class Store(Protocol):
 
     def open_counts(self) -> Mapping[str, int]:
         """Open clients per agent (agents with none may be missing)."""
+        ...
+
+    def lock_routing(self) -> None:
+        """Inside a unit of work: hold the routing lock until it ends, so that routing,
+        claims and capacity checks of concurrent workers never interleave. The engine takes
+        it first in every unit of work that may route (lock order: routing, then clients)."""
         ...
 
     def routing_state(self) -> RoutingState:

@@ -275,6 +275,9 @@ class MemoryStore:
     def open_counts(self) -> Mapping[str, int]:
         return self._open_counts
 
+    def lock_routing(self) -> None:
+        return None  # a unit of work holds the store's lock already
+
     def routing_state(self) -> RoutingState:
         return self._state[""]
 

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,7 +51,6 @@ from crmcore.storage.schema import Tables, tables
 __all__ = ["SqlStore"]
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
-_LEASE = timedelta(minutes=5)  # an outbox row handed to one deliverer is hidden this long
 _EVENT_CACHE = 50_000  # parsed events kept for histories (events never change)
 
 
@@ -199,7 +198,10 @@ class SqlStore:
 
     def client(self, client_id: str) -> dict[str, Any] | None:
         c = self.t.clients
-        row = self._one(sa.select(c).where(c.c.id == client_id))
+        query = sa.select(c).where(c.c.id == client_id)
+        if self._conn is not None and self._dialect == "postgresql":
+            query = query.with_for_update()  # the unit of work applies its event alone
+        row = self._one(query)
         return None if row is None else self._client_from(row)
 
     def _client_from(self, row: Any) -> dict[str, Any]:
@@ -312,11 +314,12 @@ class SqlStore:
         current = self.assignment(client_id)
         if current is None:
             return None
-        self._run(
+        ended = self._run(
             sa.update(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None))
             .values(ended_at=at, end_reason=reason, ended_by=ended_by)
         )
-        self._count(current.agent_id, -1)
+        if ended.rowcount:
+            self._count(current.agent_id, -1)
         return replace(current, ended_at=at, end_reason=reason, ended_by=ended_by)
 
     def mark_contacted(self, client_id: str, at: datetime) -> None:
@@ -348,10 +351,14 @@ class SqlStore:
         o = self.t.open_counts
         return {agent: count for agent, count in self._all(sa.select(o.c.agent_id, o.c.open)) if count}
 
-    def routing_state(self) -> RoutingState:
+    def lock_routing(self) -> None:
+        # SQLite: BEGIN IMMEDIATE already made this the only writer
         if self._conn is not None and self._dialect == "postgresql":
             lock = self.t.locks
             self._run(sa.select(lock.c.name).where(lock.c.name == "routing").with_for_update())
+
+    def routing_state(self) -> RoutingState:
+        self.lock_routing()  # whoever reads the rotation to change it holds the lock
         r = self.t.routing_state
         pointers: dict[str, str | None] = {}
         current: dict[str, dict[str, float]] = {}
@@ -458,8 +465,11 @@ class SqlStore:
 
 
 class _SqlOutbox:
-    """The outbox as a table; due rows are leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)
-    so that several deliverers never send the same row at once."""
+    """The outbox as a table. Delivery runs in a unit of work: on PostgreSQL the due rows
+    are locked (``FOR UPDATE SKIP LOCKED``) until it ends, so several deliverers never send
+    the same row, whatever their ``now``; a deliverer that dies releases them at once (a
+    notification sent just before the death may be sent again: at least once, with its
+    idempotency key). On SQLite the unit of work is the only writer."""
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
@@ -495,13 +505,14 @@ class _SqlOutbox:
             sa.select(o.c.id).where(o.c.delivered_at.is_(None), o.c.next_attempt_at <= now)
             .order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq).limit(limit)
         )
-        with store._using() as conn:
-            if store._dialect == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            rows = list(conn.execute(sa.select(o).where(o.c.id.in_(pick)).order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq)))
-            if rows:  # the lease: hidden from other deliverers until it is marked or expires
-                conn.execute(sa.update(o).where(o.c.id.in_([r.id for r in rows])).values(next_attempt_at=now + _LEASE))
-        return [self._entry(r) for r in rows]
+        query = sa.select(o).where(o.c.id.in_(pick)).order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq)
+        if store._dialect == "postgresql":  # locked until the delivering unit of work ends
+            query = (
+                sa.select(o).where(o.c.delivered_at.is_(None), o.c.next_attempt_at <= now)
+                .order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq).limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        return [self._entry(r) for r in store._all(query)]
 
     def delivered(self, id: str, at: datetime) -> None:
         o = self._store.t.outbox
