@@ -185,10 +185,6 @@ class BatchSummary:
             self.dead_lettered += 1
 
 
-class _Duplicate(Exception):
-    """Another worker handled the event between the check and the unit of work."""
-
-
 class Engine:
     """Events in; scores, assignments, decisions and notifications out.
 
@@ -325,17 +321,15 @@ class Engine:
                 event_id = data.get("id")
                 return self._dead_letter(event_id if isinstance(event_id, str) else None, raw, str(err)), None
         store = self.store
-        if store.seen(event.id):
-            return Result(event.id, "duplicate"), None
         try:
             with store.unit_of_work():
-                if store.seen(event.id):
-                    raise _Duplicate
                 rules = self._rules  # read under the unit of work: a reload is all or nothing
-                store.record_event(event)  # first: the event counts in its own windows
+                # First: a repeated id raises DuplicateEvent (also when another worker has just
+                # handled it), and the event counts in its own activity windows.
+                store.record_event(event)
                 decisions = self._apply(event, rules)
                 self._record(decisions)
-        except (_Duplicate, DuplicateEvent):
+        except DuplicateEvent:
             return Result(event.id, "duplicate"), None
         except Exception as exc:
             return self._dead_letter(event.id, event.model_dump_json(), _reason(exc)), None
@@ -487,17 +481,17 @@ class Engine:
         store = self.store
         agents = store.agents()
         state = store.routing_state()
-        ib_id = client.get("ib_id")
+        context = evaluation[2]  # what the rules were evaluated on: the same IB and history
         result, new_state = route(
             stage, rules, client,
             scores=evaluation.scores, bands=evaluation.bands,
-            ib=store.ib(ib_id) if ib_id is not None else None,
+            ib=context.get("ib"),
             trading=client.get("trading"), now=at,
             open_counts=store.open_counts(), state=state,
             agents=self._roster(agents), exclude=exclude,
             # The evaluator already found the first registration rule whose `when` holds.
             first_match=_first_match(evaluation, stage),
-            history=store.history(client["id"]) if rules.uses_windows else None,
+            history=context.get("events"),
         )
         if new_state is not state:
             store.put_routing_state(new_state)
@@ -507,9 +501,9 @@ class Engine:
                 client["agent_id"] = client["desk_id"] = None
             payload = _payload(client, evaluation, result)
             return _Routed(result, None, _notes("unrouted", _admins(agents), payload, event_id, at, client_id, rules))
-        if ending is not None:
+        if ending is not None:  # a hand-over: from the agent, or from the pool it waited in
             store.end_assignment(client_id, at, ending, event_id)
-        store.take_from_pool(client_id)
+            store.take_from_pool(client_id)
         if result.outcome == "assigned":
             assert result.agent is not None
             agent = agents[result.agent]

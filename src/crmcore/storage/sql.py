@@ -16,11 +16,11 @@ at a time, no deadlocks between readers turning writers), in WAL mode.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from crmcore.events import Event
 from crmcore.notify.notification import Notification
@@ -80,8 +79,33 @@ class SqlStore:
         self._roster: tuple[Any, dict[str, model.Agent], dict[str, model.Desk]] | None = None
         self._events: OrderedDict[str, Event] = OrderedDict()
         self._client_names = _client_columns(self.t.clients)
+        self._prepared: dict[Any, Any] = {}
+        self._order = itertools.count(1)  # tie-breaks of outbox rows made by this process
         self.outbox = _SqlOutbox(self)
         _prepare(self)
+        self._statements()
+
+    def _statements(self) -> None:
+        """The hot path's statements, built once (building one costs more than running it)."""
+        t = self.t
+        c, e = t.clients, t.events
+        self._q_client = sa.select(c).where(c.c.id == sa.bindparam("cid"))
+        self._q_client_locked = self._q_client.with_for_update()
+        updated = [name for name in self._client_names if name != "id"] + ["extra"]
+        self._u_client = (
+            sa.update(c).where(c.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in updated})
+        )
+        self._i_client = sa.insert(c).values(
+            seq=sa.select(sa.func.coalesce(sa.func.max(c.c.seq), 0) + 1).scalar_subquery()
+        )
+        insert = self._dialect_insert(e)
+        self._i_event = insert.on_conflict_do_nothing(index_elements=["id"]).returning(e.c.seq)
+        self._q_history = sa.select(e.c.id, e.c.data).where(e.c.client_id == sa.bindparam("cid")).order_by(e.c.seq)
+        self._i_decision = sa.insert(t.decisions)
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
 
     def __repr__(self) -> str:
         return f"SqlStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -102,6 +126,7 @@ class SqlStore:
         try:
             with self.engine.begin() as conn:
                 self._local.conn = conn
+                self._local.roster_checked = False
                 yield
         except BaseException:
             self._forget()  # caches may hold what was rolled back
@@ -132,11 +157,16 @@ class SqlStore:
             return conn.execute(statement, params) if params is not None else conn.execute(statement)
 
     def _upsert(self, table: sa.Table, values: Mapping[str, Any], keys: Sequence[str]) -> None:
-        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
-        statement = insert.values(**values).on_conflict_do_update(
-            index_elements=list(keys), set_={k: insert.excluded[k] for k in values if k not in keys}
-        )
-        self._run(statement)
+        """Insert or update ``values`` (one statement per table and column set, built once)."""
+        shape = (table.name, tuple(values), tuple(keys))
+        statement = self._prepared.get(shape)
+        if statement is None:
+            insert = self._dialect_insert(table)
+            statement = insert.on_conflict_do_update(
+                index_elements=list(keys), set_={k: insert.excluded[k] for k in values if k not in keys}
+            )
+            self._prepared[shape] = statement
+        self._run(statement, dict(values))
 
     def _forget(self) -> None:
         with self._cache_lock:
@@ -159,18 +189,13 @@ class SqlStore:
             "pnl": getattr(event, "pnl", None), "revenue": getattr(event, "revenue", None),
             "data": event.model_dump_json(),
         }
-        conn = self._conn
-        if conn is None:
+        if self._conn is None:
             raise RuntimeError("record_event needs a unit of work")
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.insert(self.t.events), row)
-        except IntegrityError:
-            raise DuplicateEvent(event.id) from None
+        if self._run(self._i_event, row).first() is None:  # the id is there already
+            raise DuplicateEvent(event.id)
 
     def history(self, client_id: str) -> Sequence[Event]:
-        e = self.t.events
-        rows = self._all(sa.select(e.c.id, e.c.data).where(e.c.client_id == client_id).order_by(e.c.seq))
+        rows = self._run(self._q_history, {"cid": client_id})
         return [self._event(event_id, data) for event_id, data in rows]
 
     def _event(self, event_id: str, data: str) -> Event:
@@ -197,11 +222,10 @@ class SqlStore:
     # --- clients ------------------------------------------------------------------------------
 
     def client(self, client_id: str) -> dict[str, Any] | None:
-        c = self.t.clients
-        query = sa.select(c).where(c.c.id == client_id)
-        if self._conn is not None and self._dialect == "postgresql":
-            query = query.with_for_update()  # the unit of work applies its event alone
-        row = self._one(query)
+        locked = self._conn is not None and self._dialect == "postgresql"
+        # locked: the unit of work applies its event alone
+        query = self._q_client_locked if locked else self._q_client
+        row = self._run(query, {"cid": client_id}).first()
         return None if row is None else self._client_from(row)
 
     def _client_from(self, row: Any) -> dict[str, Any]:
@@ -211,13 +235,11 @@ class SqlStore:
         return client
 
     def put_client(self, client: dict[str, Any]) -> None:
-        c = self.t.clients
         values = {name: client.get(name) for name in self._client_names}
         values["extra"] = codec.dumps({k: v for k, v in client.items() if k not in values})
-        next_seq = sa.select(sa.func.coalesce(sa.func.max(c.c.seq), 0) + 1).scalar_subquery()
-        updated = self._run(sa.update(c).where(c.c.id == client["id"]).values(**values))
-        if updated.rowcount == 0:
-            self._run(sa.insert(c).values(seq=next_seq, **values))
+        updated = self._run(self._u_client, {f"b_{name}": value for name, value in values.items()})
+        if updated.rowcount == 0:  # a new client (registration order from the seq)
+            self._run(self._i_client, values)
 
     def clients(self) -> Iterator[dict[str, Any]]:
         c = self.t.clients
@@ -236,10 +258,16 @@ class SqlStore:
         version = self._roster_version()
         value = str(int(version or 0) + 1)
         self._upsert(m, {"key": "roster", "value": value}, ["key"])
+        self._local.roster_checked = False
 
     def _load_roster(self) -> tuple[dict[str, model.Agent], dict[str, model.Desk]]:
-        version = self._roster_version()
         cached = self._roster
+        in_work = self._conn is not None
+        if cached is not None and in_work and getattr(self._local, "roster_checked", False):
+            return cached[1], cached[2]  # checked once in this transaction; our writes bump it
+        version = self._roster_version()
+        if in_work:
+            self._local.roster_checked = True
         if cached is not None and cached[0] == version:
             return cached[1], cached[2]
         a, d = self.t.agents, self.t.desks
@@ -295,32 +323,38 @@ class SqlStore:
     def start_assignment(self, assignment: Assignment) -> None:
         values = codec.assignment_to(assignment)
         values["trace"] = codec.dumps(values["trace"])
-        try:
-            with self._using() as conn, conn.begin_nested():
-                conn.execute(sa.insert(self.t.assignments).values(**values))
-        except IntegrityError:
-            raise ValueError(f"client {assignment.client_id!r} already has an open assignment") from None
+        a = self.t.assignments
+        statement = self._prepared.get("start")
+        if statement is None:  # the unique open-assignment index says no by inserting nothing
+            statement = self._dialect_insert(a).on_conflict_do_nothing(
+                index_elements=[a.c.client_id], index_where=a.c.ended_at.is_(None)
+            ).returning(a.c.seq)  # (rowcount is not reliable with an implicit RETURNING)
+            self._prepared["start"] = statement
+        if self._run(statement, values).first() is None:
+            raise ValueError(f"client {assignment.client_id!r} already has an open assignment")
         self._count(assignment.agent_id, +1)
 
     def _count(self, agent_id: str, change: int) -> None:
         o = self.t.open_counts
-        insert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(o)
-        self._run(insert.values(agent_id=agent_id, open=max(change, 0)).on_conflict_do_update(
-            index_elements=["agent_id"], set_={"open": o.c.open + change},
-        ))
+        statement = self._prepared.get("count")
+        if statement is None:
+            statement = self._dialect_insert(o).values(
+                agent_id=sa.bindparam("agent"), open=sa.bindparam("first")
+            ).on_conflict_do_update(index_elements=["agent_id"], set_={"open": o.c.open + sa.bindparam("change")})
+            self._prepared["count"] = statement
+        self._run(statement, {"agent": agent_id, "first": max(change, 0), "change": change})
 
     def end_assignment(self, client_id: str, at: datetime, reason: EndReason, ended_by: str) -> Assignment | None:
         a = self.t.assignments
-        current = self.assignment(client_id)
-        if current is None:
-            return None
-        ended = self._run(
+        row = self._run(
             sa.update(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None))
-            .values(ended_at=at, end_reason=reason, ended_by=ended_by)
-        )
-        if ended.rowcount:
-            self._count(current.agent_id, -1)
-        return replace(current, ended_at=at, end_reason=reason, ended_by=ended_by)
+            .values(ended_at=at, end_reason=reason, ended_by=ended_by).returning(*a.c)
+        ).first()
+        if row is None:
+            return None
+        ended = self._assignment_from(row)
+        self._count(ended.agent_id, -1)
+        return ended
 
     def mark_contacted(self, client_id: str, at: datetime) -> None:
         a = self.t.assignments
@@ -367,11 +401,16 @@ class SqlStore:
             loaded = codec.loads(values)
             if loaded:
                 current[desk] = loaded
-        return RoutingState(pointers, current)
+        state = RoutingState(pointers, current)
+        self._local.routing_read = state  # put_routing_state writes only what changed
+        return state
 
     def put_routing_state(self, state: RoutingState) -> None:
+        before = codec.routing_state_to(getattr(self._local, "routing_read", None) or RoutingState.empty())
         for desk, (pointer, values) in codec.routing_state_to(state).items():
-            self._upsert(self.t.routing_state, {"desk": desk, "pointer": pointer, "current": codec.dumps(values)}, ["desk"])
+            if before.get(desk) != (pointer, values):
+                self._upsert(self.t.routing_state, {"desk": desk, "pointer": pointer, "current": codec.dumps(values)}, ["desk"])
+        self._local.routing_read = state
 
     # --- pools --------------------------------------------------------------------------------
 
@@ -414,10 +453,11 @@ class SqlStore:
         return None if row is None else (codec.loads(row[0]), codec.loads(row[1]))
 
     def add_decision(self, decision: Decision) -> None:
-        self._run(sa.insert(self.t.decisions).values(
-            event_id=decision.event_id, client_id=decision.client_id, at=decision.at, cause=decision.cause,
-            rule_version=decision.rule_version, data=codec.dumps(codec.decision_to(decision)),
-        ))
+        self._run(self._i_decision, {
+            "event_id": decision.event_id, "client_id": decision.client_id, "at": decision.at,
+            "cause": decision.cause, "rule_version": decision.rule_version,
+            "data": codec.dumps(codec.decision_to(decision)),
+        })
 
     def decisions(self, client_id: str | None = None) -> list[Decision]:
         d = self.t.decisions
@@ -485,10 +525,13 @@ class _SqlOutbox:
         ]
         if not rows:
             return
-        insert = (postgresql.insert if store._dialect == "postgresql" else sqlite.insert)(o)
-        next_seq = sa.select(sa.func.coalesce(sa.func.max(o.c.seq), 0) + 1).scalar_subquery()
-        for offset, row in enumerate(rows):
-            store._run(insert.values(seq=next_seq + offset, **row).on_conflict_do_nothing(index_elements=["id"]))
+        statement = store._prepared.get("outbox")
+        if statement is None:
+            statement = store._dialect_insert(o).on_conflict_do_nothing(index_elements=["id"])
+            store._prepared["outbox"] = statement
+        for row in rows:
+            row["seq"] = next(store._order)
+        store._run(statement, rows)
 
     def _entry(self, row: Any) -> OutboxEntry:
         return OutboxEntry(
