@@ -730,3 +730,23 @@ def test_every_store_makes_the_same_decisions_on_the_example_events(store: Store
     for client in reference.store.clients():
         assert engine.explain(client["id"]) == reference.explain(client["id"])
         assert store.assignments(client["id"]) == reference.store.assignments(client["id"])
+
+
+def test_batches_with_savepoints_decide_exactly_as_one_event_at_a_time(rules: RuleSet, store: Store) -> None:
+    events = [
+        reg("c1", language="en"), reg("c2", at(1), language="de"),
+        ev("deposit", "c1", at(2), "bad-amount", amount="abc"),
+        ev("login", "ghost", at(3), "orphan"),
+        reg("c1", eid="reg-c1"),  # a duplicate inside the batch
+        ev("deposit", "c2", at(4), "ftd", amount="100"),
+        reg("c3", at(5), country="PL", language="pl"),
+    ]
+    one_by_one = Engine(rules, notifier=InMemoryNotifier())
+    expected = one_by_one.handle_many(events)
+    engine = engine_for(rules, store)
+    summary = engine.handle_many(events, batch=4)
+    assert (summary.handled, summary.duplicates, summary.dead_lettered) == (4, 1, 2)
+    assert [r.status for r in summary.results] == [r.status for r in expected.results]
+    assert [d.as_dict() for d in store.decisions()] == [d.as_dict() for d in one_by_one.store.decisions()]
+    assert [letter.event_id for letter in store.dead_letters()] == ["bad-amount", "orphan"]
+    assert sorted(sent(engine)) == sorted(sent(one_by_one))

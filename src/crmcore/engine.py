@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -285,22 +286,34 @@ class Engine:
         *,
         keep_results: bool = True,
         progress: Callable[[Result], object] | None = None,
+        batch: int | None = None,
     ) -> BatchSummary:
-        """Handle events in order, each in its own unit of work; the batch goes on past bad
-        ones. The outbox is delivered every 1,000 events and at the end."""
+        """Handle events in order; the batch goes on past bad ones. Each event is atomic:
+        its own unit of work, or — in batches of ``batch`` events (default: the store's
+        ``batch_size``, 1 if it has none) — a savepoint inside one unit of work per batch,
+        which saves a commit per event. ``progress`` sees each result once its batch is
+        committed; the outbox is delivered after a batch commits, at least every 1,000
+        events and at the end."""
+        size = max(1, batch if batch is not None else getattr(self.store, "batch_size", 1))
         summary = BatchSummary()
         latest: datetime | None = None
         since_delivery = 0
-        for event in events:
-            result, at = self._handle(event)
-            summary.count(result)
-            if keep_results:
-                summary.results.append(result)
-            if progress is not None:
-                progress(result)
-            if at is not None and (latest is None or at > latest):
-                latest = at
-            since_delivery += 1
+        iterator = iter(events)
+        while chunk := list(islice(iterator, size)):
+            if size == 1:
+                handled = [self._handle(chunk[0])]
+            else:
+                with self.store.unit_of_work():
+                    handled = [self._handle(event) for event in chunk]
+            for result, at in handled:
+                summary.count(result)
+                if keep_results:
+                    summary.results.append(result)
+                if progress is not None:
+                    progress(result)
+                if at is not None and (latest is None or at > latest):
+                    latest = at
+            since_delivery += len(chunk)
             if since_delivery >= _DELIVER_EVERY and latest is not None:
                 self.deliver_all(latest)
                 since_delivery = 0

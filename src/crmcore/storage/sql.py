@@ -74,6 +74,11 @@ class SqlStore:
         self.schema, self.prefix = schema, prefix
         self.t: Tables = tables(sa.MetaData(schema=schema), prefix=prefix)
         self._dialect = self.engine.dialect.name
+        # Engine.handle_many: events per transaction (a savepoint each). SQLite has one writer
+        # anyway, so batches cost nothing in concurrency and save a commit per event; on
+        # PostgreSQL a batch would hold the routing lock and client rows across events of
+        # several clients (and invite deadlocks between workers): one event, one transaction.
+        self.batch_size = 500 if self._dialect == "sqlite" else 1
         self._local = threading.local()
         self._cache_lock = threading.Lock()
         self._roster: tuple[Any, dict[str, model.Agent], dict[str, model.Desk]] | None = None
