@@ -21,6 +21,7 @@ from crmcore.rules import (
     loads,
 )
 from crmcore.storage import MemoryStore, Store
+from crmcore.storage.sql import SqlStore
 from crmcore.views import PermissionDenied, View
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "Result",
     "RuleError",
     "RuleSet",
+    "SqlStore",
     "Store",
     "View",
     "__version__",
