@@ -309,3 +309,12 @@ def test_cli_on_postgresql_with_a_schema(pg_engine: sa.Engine, pg_schema: str) -
     code, out, _ = run("db", "version", "--db", url, "--schema", pg_schema, "--prefix", "p_")
     assert (code, out) == (0, f"current:  {SCHEMA_VERSION}\nexpected: {SCHEMA_VERSION}\n")
     assert "p_clients" in _table_names(pg_engine, pg_schema)
+
+
+@pytest.mark.parametrize("prefix", ["", "1crm_", "crm-", "crm prefix", "x" * 25])
+def test_a_prefix_that_cannot_name_tables_is_refused_up_front(prefix: str) -> None:
+    from crmcore.storage.schema import tables
+
+    with pytest.raises(ValueError, match="table prefix"):
+        tables(prefix=prefix)
+    assert tables(prefix="x" * 24).assignments.name == "x" * 24 + "assignments"

@@ -13,6 +13,7 @@ The migrations in ``crmcore/storage/migrations`` create exactly these tables;
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -62,6 +63,8 @@ Money = sa.Numeric(asdecimal=True).with_variant(_DecimalText(), "sqlite")
 """Exact amounts as given (NUMERIC without a scale keeps "250.50"): NUMERIC on PostgreSQL,
 decimal text on SQLite."""
 
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,23}")
+
 JsonText = sa.Text  # tagged JSON (codec.py): exact for datetimes and Decimals on both databases
 
 
@@ -88,7 +91,15 @@ class Tables:
 
 def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tables:
     """crmcore's tables on ``metadata`` (a new one by default; give it ``schema=`` to put
-    them in a schema of the host's), each named ``prefix + name``."""
+    them in a schema of the host's), each named ``prefix + name``.
+
+    ``prefix``: letters, digits and underscores, starting with a letter, at most 24
+    characters (the longest index name must stay within PostgreSQL's 63)."""
+    if not _PREFIX.fullmatch(prefix):
+        raise ValueError(
+            f"table prefix {prefix!r}: use letters, digits and '_', starting with a letter, "
+            "at most 24 characters (e.g. 'crm_')"
+        )
     md = metadata if metadata is not None else sa.MetaData()
 
     def table(name: str, *items: Any) -> sa.Table:
