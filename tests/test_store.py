@@ -185,3 +185,26 @@ def test_open_counts_follow_assignments_started_ended_and_rolled_back(store: Sto
         raise RuntimeError("crash")
     assert {k: v for k, v in store.open_counts().items() if v} == {"a0": 1, "a1": 3}
     assert store.open_clients("a0") == ["c4"] and store.open_clients("a1") == ["c1", "c3", "c5"]
+
+
+def test_a_database_failure_is_raised_not_dead_lettered(tmp_path: Any) -> None:
+    """The event is not at fault when the database fails: the engine raises StoreUnavailable,
+    keeps nothing, and handling the event again later works."""
+    import sqlalchemy as sa
+
+    import crmcore
+    from crmcore.storage import StoreUnavailable
+    from crmcore.storage.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'crm.db'}")
+    engine = crmcore.Engine(crmcore.loads("desks: [{id: d}]\n"), store=store)
+    registration = {"id": "r1", "type": "client_registered", "client_id": "c1", "at": T0.isoformat(), "country": "DE"}
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE crm_decisions RENAME TO crm_decisions_away"))
+    for batch in (1, 3):
+        with pytest.raises(StoreUnavailable, match="crm_decisions"):
+            engine.handle_many([registration], batch=batch)
+    assert store.client("c1") is None and store.dead_letters() == []
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE crm_decisions_away RENAME TO crm_decisions"))
+    assert engine.handle(registration).status == "handled"

@@ -45,7 +45,7 @@ from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import Evaluation, RuleSet
 from crmcore.state import apply, new_client
-from crmcore.storage.base import DuplicateEvent, Store
+from crmcore.storage.base import DuplicateEvent, Store, StoreUnavailable
 from crmcore.storage.memory import MemoryStore
 from crmcore.storage.records import (
     Assignment,
@@ -344,6 +344,8 @@ class Engine:
                 self._record(decisions)
         except DuplicateEvent:
             return Result(event.id, "duplicate"), None
+        except StoreUnavailable:
+            raise  # not the event's fault: nothing was kept, the host retries
         except Exception as exc:
             return self._dead_letter(event.id, event.model_dump_json(), _reason(exc)), None
         return Result(event.id, "handled", tuple(decisions)), event.at

@@ -4,8 +4,11 @@
 the SQL store (SQLAlchemy on SQLite and PostgreSQL) implements the same protocol.
 """
 
-from crmcore.storage.base import Store
+from crmcore.storage.base import DuplicateEvent, Store, StoreUnavailable
 from crmcore.storage.memory import MemoryStore
 from crmcore.storage.records import Assignment, DeadLetter, Decision, PoolEntry, QueueItem
 
-__all__ = ["Assignment", "DeadLetter", "Decision", "MemoryStore", "PoolEntry", "QueueItem", "Store"]
+__all__ = [
+    "Assignment", "DeadLetter", "Decision", "DuplicateEvent", "MemoryStore", "PoolEntry", "QueueItem", "Store",
+    "StoreUnavailable",
+]

@@ -21,6 +21,7 @@ from crmcore.events import Event
 from crmcore.notify.outbox import Outbox
 from crmcore.routing.router import RoutingState
 from crmcore.rules import model
+from crmcore.rules.diagnostics import CrmError
 from crmcore.storage.records import (
     Assignment,
     DeadLetter,
@@ -30,7 +31,14 @@ from crmcore.storage.records import (
     QueueItem,
 )
 
-__all__ = ["DuplicateEvent", "Store"]
+__all__ = ["DuplicateEvent", "Store", "StoreUnavailable"]
+
+
+class StoreUnavailable(CrmError):
+    """The store could not do its work (the database is unreachable, a deadlock, a lost
+    connection): nothing of the unit of work was kept. The engine does not dead-letter the
+    event — it was not the event's fault — but raises, so that the host retries; handling
+    the same events again is safe (idempotent by id)."""
 
 
 class DuplicateEvent(Exception):

@@ -36,7 +36,7 @@ from crmcore.routing.router import RoutingState
 from crmcore.rules import model
 from crmcore.rules.sql import install_sqlite_functions
 from crmcore.storage import codec
-from crmcore.storage.base import DuplicateEvent
+from crmcore.storage.base import DuplicateEvent, StoreUnavailable
 from crmcore.storage.records import (
     Assignment,
     DeadLetter,
@@ -125,14 +125,20 @@ class SqlStore:
     def unit_of_work(self) -> Iterator[None]:
         conn = self._conn
         if conn is not None:  # nested: a savepoint
-            with conn.begin_nested():
-                yield
+            try:
+                with conn.begin_nested():
+                    yield
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
             return
         try:
             with self.engine.begin() as conn:
                 self._local.conn = conn
                 self._local.roster_checked = False
                 yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            self._forget()
+            raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
         except BaseException:
             self._forget()  # caches may hold what was rolled back
             raise
@@ -146,8 +152,11 @@ class SqlStore:
         if conn is not None:
             yield conn
             return
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
 
     def _all(self, query: Any) -> list[Any]:
         with self._using() as conn:
@@ -585,6 +594,11 @@ class _SqlOutbox:
     def entries(self) -> list[OutboxEntry]:
         o = self._store.t.outbox
         return [self._entry(r) for r in self._store._all(sa.select(o).order_by(o.c.seq))]
+
+
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    reason = exc.orig if exc.orig is not None else exc
+    return str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
 
 
 def _create_engine(url: str) -> Engine:
