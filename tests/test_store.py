@@ -4,6 +4,7 @@ work leaves nothing behind (SPEC §10)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -208,3 +209,34 @@ def test_a_database_failure_is_raised_not_dead_lettered(tmp_path: Any) -> None:
     with store.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE crm_decisions_away RENAME TO crm_decisions"))
     assert engine.handle(registration).status == "handled"
+
+
+def test_what_a_failed_savepoint_wrote_is_not_read_back_from_a_cache(store: Store) -> None:
+    with store.unit_of_work():
+        store.put_agent(model.Agent(id="x1", desk="d"))
+    with store.unit_of_work():
+        with pytest.raises(RuntimeError), store.unit_of_work():
+            store.put_agent(model.Agent(id="x1", desk="d", active=False))
+            store.record_event(parse_event({"id": "e9", "type": "deposit", "client_id": "c1",
+                                            "at": T0.isoformat(), "amount": "999"}))
+            assert store.agents()["x1"].active is False
+            assert [e.get("amount") for e in store.history("c1")] == [Decimal("999")]
+            raise RuntimeError("crash")
+        assert store.agents()["x1"].active is True
+        store.record_event(parse_event({"id": "e9", "type": "deposit", "client_id": "c1",
+                                        "at": T0.isoformat(), "amount": "10"}))
+        assert [e.get("amount") for e in store.history("c1")] == [Decimal("10")]
+    assert store.agents()["x1"].active is True
+
+
+def test_records_keep_durations_long_text_and_the_order_of_notifications(store: Store) -> None:
+    long = "x" * 500
+    client = record("c1", "DE") | {"language": long, "cool_off": timedelta(minutes=30), "tags": ["a", "b"]}
+    notes = [Notification.create(kind="assigned", recipient=f"a{n}", event_id=long, created_at=T0, client_id="c1")
+             for n in range(5)]
+    with store.unit_of_work():
+        store.put_client(client)
+        store.outbox.add(notes[:3])
+        store.outbox.add(notes[3:])
+    assert store.client("c1") == client
+    assert [e.notification.recipient for e in store.outbox.due(T0, 10)] == ["a0", "a1", "a2", "a3", "a4"]

@@ -1,7 +1,8 @@
 """Records to JSON text and back, exactly: what a SQL store keeps in its JSON columns.
 
-JSON has no datetime or decimal, so they travel tagged: ``{"$t": "2026-03-02T09:00:00+00:00"}``
-and ``{"$d": "250.50"}``; everything else is plain JSON (tuples come back as lists, except
+JSON has no datetime, duration or decimal, so they travel tagged:
+``{"$t": "2026-03-02T09:00:00+00:00"}``, ``{"$td": 1800000000}`` (µs) and ``{"$d": "250.50"}``
+(crmcore's records never hold one-key dicts with such keys); everything else is plain JSON (tuples come back as lists, except
 where a record's reader turns them back). Each record type has a ``*_to`` / ``*_from`` pair.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = [
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"$t": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"$td": value // timedelta(microseconds=1)}
     if isinstance(value, Decimal):
         return {"$d": str(value)}
     if isinstance(value, tuple | set | frozenset):
@@ -40,6 +43,8 @@ def _hook(obj: dict[str, Any]) -> Any:
             return datetime.fromisoformat(obj["$t"])
         if "$d" in obj:
             return Decimal(obj["$d"])
+        if "$td" in obj:
+            return timedelta(microseconds=obj["$td"])
     return obj
 
 

@@ -16,8 +16,8 @@ at a time, no deadlocks between readers turning writers), in WAL mode.
 
 from __future__ import annotations
 
-import itertools
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -82,10 +82,9 @@ class SqlStore:
         self._local = threading.local()
         self._cache_lock = threading.Lock()
         self._roster: tuple[Any, dict[str, model.Agent], dict[str, model.Desk]] | None = None
-        self._events: OrderedDict[str, Event] = OrderedDict()
+        self._events: OrderedDict[str, tuple[str, Event]] = OrderedDict()
         self._client_names = _client_columns(self.t.clients)
         self._prepared: dict[Any, Any] = {}
-        self._order = itertools.count(1)  # tie-breaks of outbox rows made by this process
         self.outbox = _SqlOutbox(self)
         _prepare(self)
         self._statements()
@@ -129,7 +128,11 @@ class SqlStore:
                 with conn.begin_nested():
                     yield
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                self._forget()
                 raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
+            except BaseException:
+                self._forget()  # the savepoint's writes are gone: so is what was cached of them
+                raise
             return
         try:
             with self.engine.begin() as conn:
@@ -153,8 +156,8 @@ class SqlStore:
             yield conn
             return
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect().execution_options(crm_deferred=True) as conn, conn.begin():
+                yield conn  # a deferred BEGIN: on SQLite a read outside a unit of work never waits for writers
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
 
@@ -185,6 +188,7 @@ class SqlStore:
     def _forget(self) -> None:
         with self._cache_lock:
             self._roster = None
+        self._local.roster_checked = False
 
     def close(self) -> None:
         self.engine.dispose()
@@ -214,13 +218,14 @@ class SqlStore:
 
     def _event(self, event_id: str, data: str) -> Event:
         cached = self._events.get(event_id)
-        if cached is None:
-            cached = _EVENT.validate_json(data)
-            with self._cache_lock:
-                self._events[event_id] = cached
-                if len(self._events) > _EVENT_CACHE:
-                    self._events.popitem(last=False)
-        return cached
+        if cached is not None and cached[0] == data:  # an id rolled back may come back changed
+            return cached[1]
+        event = _EVENT.validate_json(data)
+        with self._cache_lock:
+            self._events[event_id] = (data, event)
+            if len(self._events) > _EVENT_CACHE:
+                self._events.popitem(last=False)
+        return event
 
     def events(self) -> Iterator[Event]:
         e = self.t.events
@@ -268,10 +273,8 @@ class SqlStore:
         return None if row is None else row[0]
 
     def _bump_roster(self) -> None:
-        m = self.t.meta
-        version = self._roster_version()
-        value = str(int(version or 0) + 1)
-        self._upsert(m, {"key": "roster", "value": value}, ["key"])
+        # a new token, never an old one again: a cache of a rolled-back roster cannot match it
+        self._upsert(self.t.meta, {"key": "roster", "value": uuid.uuid4().hex}, ["key"])
         self._local.roster_checked = False
 
     def _load_roster(self) -> tuple[dict[str, model.Agent], dict[str, model.Desk]]:
@@ -543,8 +546,9 @@ class _SqlOutbox:
         if statement is None:
             statement = store._dialect_insert(o).on_conflict_do_nothing(index_elements=["id"])
             store._prepared["outbox"] = statement
-        for row in rows:
-            row["seq"] = next(store._order)
+        last = store._one(sa.select(sa.func.coalesce(sa.func.max(o.c.seq), 0)))[0]  # indexed
+        for offset, row in enumerate(rows, start=1):
+            row["seq"] = last + offset
         store._run(statement, rows)
 
     def _entry(self, row: Any) -> OutboxEntry:
@@ -623,7 +627,8 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = conn.get_execution_options().get("crm_deferred", False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _prepare(store: SqlStore) -> None:
