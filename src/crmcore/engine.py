@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -34,16 +35,20 @@ from crmcore.events import (
     Event,
     EventError,
     IbUpdated,
+    Withdrawal,
     parse_event,
 )
-from crmcore.notify.notification import ADMINS, Notification, NotificationKind
+from crmcore.notify.notification import ADMINS, Notification, NotificationKind, client_recipient
 from crmcore.notify.notifiers import Notifier, NullNotifier
 from crmcore.notify.outbox import Backoff, DeliveryReport, deliver_pending
 from crmcore.routing.router import Roster, RoutingResult, route
 from crmcore.rules import model
 from crmcore.rules.diagnostics import CrmError
+from crmcore.rules.interpreter import Scope
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import Evaluation, RuleSet
+from crmcore.rules.values import to_stamp
+from crmcore.rules.windows import from_events
 from crmcore.state import apply, new_client
 from crmcore.storage.base import DuplicateEvent, Store, StoreUnavailable
 from crmcore.storage.memory import MemoryStore
@@ -54,6 +59,7 @@ from crmcore.storage.records import (
     Decision,
     EndReason,
     PoolEntry,
+    QueueItem,
     jsonable,
     routing_dict,
 )
@@ -376,9 +382,10 @@ class Engine:
         client = new_client(event, rules)
         evaluation = self._evaluate(client, event.at, rules)
         routed = self._route("registration", client, evaluation, event.id, event.at, rules, ending=None)
+        fired = self._fire(client, evaluation, event, event.id, event.at, rules)
         store.put_client(client)
         store.put_scores(client["id"], evaluation.scores, evaluation.bands)
-        return _decision(event.id, client["id"], event.at, "event", rules, evaluation, "registration", routed)
+        return _decision(event.id, client["id"], event.at, "event", rules, evaluation, "registration", routed, fired)
 
     def _client_event(self, event: Event, rules: RuleSet) -> Decision:
         store = self.store
@@ -401,9 +408,11 @@ class Engine:
             routed = self._route("ftd", client, evaluation, event.id, event.at, rules, ending="handover")
         elif manual is not None:
             routed, stage = manual, "manual"
+        # after the hand-over: an `on:` trigger of the FTD sees the client's new desk and agent
+        fired = self._fire(client, evaluation, event, event.id, event.at, rules)
         store.put_client(client)
         store.put_scores(client_id, evaluation.scores, evaluation.bands)
-        return _decision(event.id, client_id, event.at, "event", rules, evaluation, stage, routed)
+        return _decision(event.id, client_id, event.at, "event", rules, evaluation, stage, routed, fired)
 
     def _reassign_by_hand(
         self, before: Mapping[str, Any], client: dict[str, Any], event: ClientUpdated, rules: RuleSet
@@ -580,6 +589,68 @@ class Engine:
         store.put_scores(client_id, evaluation.scores, evaluation.bands)
         return _decision(event_id, client_id, at, cause, rules, evaluation, stage, routed)
 
+    # --- triggers -----------------------------------------------------------------------------
+
+    def _fire(
+        self, client: Mapping[str, Any], evaluation: Evaluation, event: Event | None,
+        event_id: str, at: datetime, rules: RuleSet,
+    ) -> _Fired:
+        """Triggers after a client's event (or in a scan, ``event`` None), SPEC §2: the
+        condition triggers that hold and the `on:` triggers of this event whose `when` holds
+        fire unless a cooldown blocks them (``[t, t + cooldown)`` after the last firing);
+        a firing puts or updates the client's item in its queue and notifies its recipients.
+        Items of condition triggers that no longer hold are resolved."""
+        store = self.store
+        client_id = client["id"]
+        holding = set(evaluation.triggers)
+        by_name = {t.name: t for t in rules.triggers}
+        open_items = {item.queue: item for item in store.client_queue_items(client_id)}
+        for item in open_items.values():
+            trigger = by_name.get(item.trigger)
+            if trigger is not None and trigger.on is None and item.trigger not in holding:
+                store.put_queue_item(replace(item, resolved_at=at, updated_at=at))
+        candidates = [t for t in rules.condition_triggers if t.name in holding]
+        names = _event_names(event)
+        scope = None
+        if names or any(t.queue and t.priority is not None for t in candidates):
+            scope = _trigger_scope(client, evaluation, rules, event)
+        candidates += [
+            t for t in rules.triggers
+            if t.on is not None and t.on in names and scope is not None and t.when(scope) is True
+        ]
+        fired = _Fired([], [])
+        agents = store.agents()
+        for trigger in candidates:
+            last = store.last_fired(client_id, trigger.name)
+            if trigger.cooldown is not None and last is not None and at < last + timedelta(seconds=trigger.cooldown):
+                continue  # blocked by its cooldown: changes nothing
+            store.put_fired(client_id, trigger.name, at)
+            fired.names.append(trigger.name)
+            priority = 0.0
+            if trigger.priority is not None and scope is not None:
+                value = trigger.priority(scope)
+                priority = float(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else 0.0
+            if trigger.queue is not None:
+                current = open_items.get(trigger.queue)
+                item = QueueItem(
+                    client_id, trigger.queue, trigger.name, priority, trigger.actions,
+                    current.opened_at if current is not None else at,
+                    client.get("desk_id"), client.get("agent_id"), updated_at=at,
+                )
+                store.put_queue_item(item)
+                open_items[trigger.queue] = item
+            payload = {
+                **_payload(client, evaluation, None),
+                "trigger": trigger.name, "queue": trigger.queue, "priority": priority, "actions": list(trigger.actions),
+            }
+            for recipient in _trigger_recipients(trigger.notify, client, agents):
+                fired.notes.append(Notification.create(
+                    kind="trigger", recipient=recipient, event_id=event_id, created_at=at,
+                    client_id=client_id, payload=payload, rule_version=rules.version,
+                    subject=f"{client_id}\0{trigger.name}",
+                ))
+        return fired
+
     # --- notifications ------------------------------------------------------------------------
 
     def _assigned_notes(
@@ -624,7 +695,8 @@ class Engine:
         """Time-based checks at ``now``: every open assignment whose first-contact SLA has
         passed without a contact by its agent is a breach — ``alert`` notifies the agent's
         manager (the desk's managers when the agent has none), ``reassign`` also routes the
-        client again without the agent who breached. Each breach is acted on once."""
+        client again without the agent who breached. Each breach is acted on once. Then the
+        condition triggers of every client (see ``_scan_triggers``)."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         rules = self._rules
@@ -644,7 +716,41 @@ class Engine:
                 self._dead_letter(scan_id, raw, f"SLA check at {jsonable(now)}: {_reason(exc)}")
                 continue
             decisions.append(decision)
+        if rules.condition_triggers:
+            decisions += self._scan_triggers(now, rules)
         self.deliver_all(now)
+        return decisions
+
+    def _scan_triggers(self, now: datetime, rules: RuleSet) -> list[Decision]:
+        """The condition triggers of every client at ``now``, one unit of work per client:
+        firings (cooldowns allowing), queue items, notifications; items whose condition no
+        longer holds are resolved. A decision is kept for each client where a trigger fired."""
+        store = self.store
+        decisions: list[Decision] = []
+        for listed in store.clients():
+            client_id = listed["id"]
+            scan_id = f"scan:{now.isoformat()}:{client_id}"
+            try:
+                with store.unit_of_work():
+                    client = store.client(client_id)  # locked: no event of the client meanwhile
+                    if client is None:  # pragma: no cover - clients are never deleted
+                        continue
+                    evaluation = self._evaluate(client, now, rules)
+                    fired = self._fire(client, evaluation, None, scan_id, now, rules)
+                    if not fired.names:
+                        continue
+                    decision = Decision(
+                        scan_id, client_id, now, "scan", rules.version, evaluation.scores, evaluation.bands,
+                        triggers=tuple(evaluation.triggers), notifications=tuple(fired.notes),
+                        evaluation=evaluation, fired=tuple(fired.names),
+                    )
+                    self._record([decision])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # one client's failure must not stop the others
+                self._dead_letter(scan_id, json.dumps({"client_id": client_id}), f"trigger scan at {jsonable(now)}: {_reason(exc)}")
+                continue
+            decisions.append(decision)
         return decisions
 
     def _breach(self, due: Assignment, scan_id: str, now: datetime, rules: RuleSet) -> Decision:
@@ -835,17 +941,66 @@ class _Routed(NamedTuple):
 
 def _decision(
     event_id: str, client_id: str, at: datetime, cause: Cause, rules: RuleSet,
-    evaluation: Evaluation, stage: str, routed: _Routed | None,
+    evaluation: Evaluation, stage: str, routed: _Routed | None, fired: _Fired | None = None,
 ) -> Decision:
+    notes = tuple(routed.notes) if routed is not None else ()
     return Decision(
         event_id, client_id, at, cause, rules.version, evaluation.scores, evaluation.bands,
         stage if routed is not None else None,
         routed.result if routed is not None else None,
         assignment=routed.assignment if routed is not None else None,
         triggers=tuple(evaluation.triggers),
-        notifications=tuple(routed.notes) if routed is not None else (),
+        notifications=notes + (tuple(fired.notes) if fired is not None else ()),
         evaluation=evaluation,
+        fired=tuple(fired.names) if fired is not None else (),
     )
+
+
+class _Fired(NamedTuple):
+    names: list[str]
+    notes: list[Notification]
+
+
+def _trigger_scope(
+    client: Mapping[str, Any], evaluation: Evaluation, rules: RuleSet, event: Event | None
+) -> Scope:
+    context = evaluation[2]
+    return Scope(
+        client=client, ib=context.get("ib"), trading=client.get("trading"),
+        now=to_stamp(context["now"]), scores=evaluation.scores,
+        bands={k: v for k, v in evaluation.bands.items() if v is not None},
+        lists=rules.lists, defaults=rules.defaults,
+        window=from_events(context.get("events")) if rules.uses_windows else None,
+        event=event,
+    )
+
+
+def _trigger_recipients(
+    notify: Iterable[str], client: Mapping[str, Any], agents: Mapping[str, model.Agent]
+) -> list[str]:
+    """``agent`` the client's agent, ``manager`` that agent's manager, ``desk`` the managers
+    of the client's desk, ``client`` a message for the host to deliver; missing ones skipped."""
+    agent = agents.get(client.get("agent_id") or "")
+    recipients: list[str] = []
+    for who in notify:
+        if who == "agent" and agent is not None:
+            recipients.append(agent.id)
+        elif who == "manager" and agent is not None and agent.manager is not None:
+            recipients.append(agent.manager)
+        elif who == "desk" and client.get("desk_id") is not None:
+            recipients += [a.id for a in _desk_agents(agents, client["desk_id"], "manager")]
+        elif who == "client":
+            recipients.append(client_recipient(client["id"]))
+    return list(dict.fromkeys(recipients))
+
+
+def _event_names(event: Event | None) -> frozenset[str]:
+    """The names an `on:` trigger may give this event: its type, and `withdrawal_failed`."""
+    if event is None:
+        return frozenset()
+    if isinstance(event, Withdrawal) and event.status == "failed":
+        return frozenset({event.type, "withdrawal_failed"})
+    return frozenset({event.type})
 
 
 _DETAILS = (  # the client's fields a notification carries

@@ -29,7 +29,7 @@ from crmcore.rules.values import (
     to_number,
     to_stamp,
 )
-from crmcore.rules.windows import WindowFn
+from crmcore.rules.windows import Record, WindowFn
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Scope:
     ib: Mapping[str, Any] | None = None
     trading: Mapping[str, Any] | None = None
     agent: Mapping[str, Any] | None = None
-    event: Mapping[str, Any] | None = None
+    event: Record | None = None  # a dict, or an event model (both answer .get)
     now: timedelta | None = None  # a stamp (values.py)
     scores: Mapping[str, float] = field(default_factory=dict)
     bands: Mapping[str, str] = field(default_factory=dict)

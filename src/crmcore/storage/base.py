@@ -204,6 +204,16 @@ class Store(Protocol):
         """Open or update the client's item in ``item.queue`` (one per client per queue)."""
         ...
 
+    def client_queue_items(self, client_id: str) -> list[QueueItem]:
+        """The client's open items, in any queue."""
+        ...
+
+    def last_fired(self, client_id: str, trigger: str) -> datetime | None:
+        """When the trigger last fired for the client (cooldowns)."""
+        ...
+
+    def put_fired(self, client_id: str, trigger: str, at: datetime) -> None: ...
+
     def queue_items(self, queue: str | None = None, *, open_only: bool = True) -> list[QueueItem]:
         """Items of one queue (or all), highest priority first, then oldest."""
         ...

@@ -120,6 +120,7 @@ def decision_to(d: Decision) -> dict[str, Any]:
         "stage": d.stage, "routing": routing_to(d.routing), "sla_breach": d.sla_breach,
         "assignment": None if d.assignment is None else assignment_to(d.assignment),
         "triggers": list(d.triggers),
+        "fired": list(d.fired),
         "notifications": [notification_to(n) for n in d.notifications],
         "breakdown": d.breakdown,
     }
@@ -132,7 +133,7 @@ def decision_from(data: Mapping[str, Any]) -> Decision:
         data["scores"], data["bands"], data["stage"], routing_from(data["routing"]),
         data["sla_breach"], None if assignment is None else assignment_from(assignment),
         tuple(data["triggers"]), tuple(notification_from(n) for n in data["notifications"]),
-        saved_breakdown=data["breakdown"],
+        fired=tuple(data.get("fired", ())), saved_breakdown=data["breakdown"],
     )
 
 

@@ -121,6 +121,7 @@ class MemoryStore:
         self._decisions_by_client: dict[str, list[Decision]] = {}
         self._dead: list[DeadLetter] = []
         self._queue: dict[tuple[str, str], QueueItem] = {}
+        self._fired: dict[tuple[str, str], datetime] = {}
 
     @contextmanager
     def unit_of_work(self) -> Iterator[None]:
@@ -335,6 +336,15 @@ class MemoryStore:
 
     def put_queue_item(self, item: QueueItem) -> None:
         self._journal.set(self._queue, (item.client_id, item.queue), item)
+
+    def client_queue_items(self, client_id: str) -> list[QueueItem]:
+        return [item for (client, _), item in self._queue.items() if client == client_id and item.open]
+
+    def last_fired(self, client_id: str, trigger: str) -> datetime | None:
+        return self._fired.get((client_id, trigger))
+
+    def put_fired(self, client_id: str, trigger: str, at: datetime) -> None:
+        self._journal.set(self._fired, (client_id, trigger), at)
 
     def queue_items(self, queue: str | None = None, *, open_only: bool = True) -> list[QueueItem]:
         items = [

@@ -96,7 +96,7 @@ class PoolEntry:
         }
 
 
-Cause = Literal["event", "agent_inactive", "sla_breach", "claim"]
+Cause = Literal["event", "agent_inactive", "sla_breach", "claim", "scan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,7 @@ class Decision:
     triggers: tuple[str, ...] = ()  # the condition triggers that hold after it
     notifications: tuple[Notification, ...] = ()
     evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
+    fired: tuple[str, ...] = ()  # the triggers that fired (cooldowns allowing)
     saved_breakdown: Mapping[str, Mapping[str, float]] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -148,6 +149,7 @@ class Decision:
             "sla_breach": self.sla_breach,
             "assignment": None if self.assignment is None else self.assignment.as_dict(),
             "triggers": list(self.triggers),
+            "fired": list(self.fired),
             "notifications": [
                 {"id": n.id, "kind": n.kind, "recipient": n.recipient} for n in self.notifications
             ],

@@ -87,6 +87,7 @@ class Tables:
     outbox: sa.Table
     dead_letters: sa.Table
     queue_items: sa.Table
+    trigger_firings: sa.Table
 
 
 def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tables:
@@ -303,7 +304,13 @@ def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tabl
         sa.Column("agent_id", sa.Text),
         sa.Index(ix("queue_items_queue"), "queue", "priority"),
     )
+    trigger_firings = table(
+        "trigger_firings",
+        sa.Column("client_id", sa.Text, primary_key=True),
+        sa.Column("trigger", sa.Text, primary_key=True),
+        sa.Column("at", UtcDateTime, nullable=False),
+    )
     return Tables(
         md, meta, locks, events, clients, agents, desks, ibs, assignments, open_counts, routing_state, pool,
-        scores, decisions, outbox, dead_letters, queue_items,
+        scores, decisions, outbox, dead_letters, queue_items, trigger_firings,
     )

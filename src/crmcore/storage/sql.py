@@ -506,6 +506,24 @@ class SqlStore:
             "desk": item.desk, "agent_id": item.agent_id,
         }, ["client_id", "queue"])
 
+    def _queue_item(self, row: Any) -> QueueItem:
+        data = dict(row._mapping)
+        data["actions"] = tuple(codec.loads(data["actions"]))
+        return QueueItem(**data)
+
+    def client_queue_items(self, client_id: str) -> list[QueueItem]:
+        q = self.t.queue_items
+        query = sa.select(q).where(q.c.client_id == client_id, q.c.resolved_at.is_(None)).order_by(q.c.queue)
+        return [self._queue_item(row) for row in self._all(query)]
+
+    def last_fired(self, client_id: str, trigger: str) -> datetime | None:
+        f = self.t.trigger_firings
+        row = self._one(sa.select(f.c.at).where(f.c.client_id == client_id, f.c.trigger == trigger))
+        return None if row is None else row[0]
+
+    def put_fired(self, client_id: str, trigger: str, at: datetime) -> None:
+        self._upsert(self.t.trigger_firings, {"client_id": client_id, "trigger": trigger, "at": at}, ["client_id", "trigger"])
+
     def queue_items(self, queue: str | None = None, *, open_only: bool = True) -> list[QueueItem]:
         q = self.t.queue_items
         query = sa.select(q).order_by(q.c.priority.desc(), q.c.opened_at, q.c.client_id)
@@ -513,12 +531,7 @@ class SqlStore:
             query = query.where(q.c.queue == queue)
         if open_only:
             query = query.where(q.c.resolved_at.is_(None))
-        items = []
-        for row in self._all(query):
-            data = dict(row._mapping)
-            data["actions"] = tuple(codec.loads(data["actions"]))
-            items.append(QueueItem(**data))
-        return items
+        return [self._queue_item(row) for row in self._all(query)]
 
 
 class _SqlOutbox:

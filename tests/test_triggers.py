@@ -1,0 +1,147 @@
+"""Triggers through the engine (SPEC §2 "Trigger semantics", §11 "Triggers"), on every store:
+the SPEC's own example rules (`dormant_30d`, `failed_withdrawal`, `kyc_nudge`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import crmcore
+from crmcore import Engine, InMemoryNotifier
+from crmcore.rules.ruleset import RuleSet
+from crmcore.storage import Store
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def at(days: float = 0, hours: float = 0) -> datetime:
+    return T0 + timedelta(days=days, hours=hours)
+
+
+def ev(kind: str, eid: str, when: datetime, cid: str = "c1", **fields: Any) -> dict[str, Any]:
+    return {"id": eid, "type": kind, "client_id": cid, "at": when.isoformat(), **fields}
+
+
+def funded(rules: RuleSet, store: Store) -> Engine:
+    """c1: German, registered (a2), funded at once (handed over to r1), traded, balance 5,000."""
+    engine = Engine(rules, store=store, notifier=InMemoryNotifier())
+    engine.handle_many([
+        ev("client_registered", "reg", at(), country="DE", language="de"),
+        ev("deposit", "ftd", at(hours=1), amount="5000"),
+        ev("trade", "t1", at(hours=2), volume=1, pnl=10),
+        ev("account_snapshot", "s1", at(hours=3), balance=5000, equity=5000, open_positions=0),
+    ])
+    return engine
+
+
+def sent(engine: Engine, kind: str = "trigger") -> list[tuple[str, str]]:
+    notifier = engine.notifier
+    assert isinstance(notifier, InMemoryNotifier)
+    return [(n.payload["trigger"], n.recipient) for n in notifier.sent if n.kind == kind]
+
+
+def test_an_on_trigger_fires_on_its_event_with_queue_priority_and_recipients(spec_rules: RuleSet, store: Store) -> None:
+    engine = funded(spec_rules, store)
+    result = engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+    assert result.decision is not None and result.decision.fired == ("failed_withdrawal",)
+    (item,) = store.queue_items("at_risk")
+    assert (item.client_id, item.trigger, item.priority, item.agent_id, item.desk) == (
+        "c1", "failed_withdrawal", 1000, "r1", "retention")
+    assert sorted(sent(engine)) == [("failed_withdrawal", "m3"), ("failed_withdrawal", "r1")]
+    ok = engine.handle(ev("withdrawal", "w2", at(days=2), amount="100", status="completed"))
+    assert ok.decision is not None and ok.decision.fired == ()
+    again = engine.handle(ev("withdrawal", "w3", at(days=3), amount="100", status="failed"))
+    assert again.decision is not None and again.decision.fired == ("failed_withdrawal",)  # no cooldown
+    assert len(store.queue_items("at_risk")) == 1  # one item per client per queue
+    assert store.queue_items("at_risk")[0].opened_at == at(days=1)
+
+
+def test_a_condition_trigger_fires_in_a_scan_respects_its_cooldown_and_resolves(spec_rules: RuleSet, store: Store) -> None:
+    engine = funded(spec_rules, store)
+    assert [d.fired for d in engine.scan(at(days=29))] == []
+    (first,) = engine.scan(at(days=31))  # no trade for 30 days, balance 5,000
+    assert (first.client_id, first.cause, first.fired) == ("c1", "scan", ("dormant_30d",))
+    (item,) = store.queue_items("dormant")
+    assert (item.priority, item.actions) == (5000, ("Call the client", "Offer a trading review"))
+    assert sent(engine) == [("dormant_30d", "r1")]
+    assert engine.scan(at(days=40)) == []  # within the 14-day cooldown: nothing
+    assert engine.scan(at(days=31 + 14)) != []  # the cooldown is [t, t + 14d)
+    assert len(sent(engine)) == 2
+    traded = engine.handle(ev("trade", "t2", at(days=46), volume=1, pnl=5))
+    assert traded.decision is not None and traded.decision.fired == ()
+    assert store.queue_items("dormant") == []  # resolved by itself
+    (resolved,) = store.queue_items("dormant", open_only=False)
+    assert resolved.resolved_at == at(days=46)
+
+
+def test_a_nudge_notifies_the_agent_and_the_client(spec_rules: RuleSet, store: Store) -> None:
+    engine = Engine(spec_rules, store=store, notifier=InMemoryNotifier())
+    engine.handle(ev("client_registered", "reg", at(), country="FR", language="fr"))
+    assert engine.scan(at(hours=23)) == []
+    first = engine.scan(at(hours=25))  # also the first-contact SLA of sales-general (24h, alert)
+    assert [(d.cause, d.fired) for d in first] == [("sla_breach", ()), ("scan", ("kyc_nudge",))]
+    assert sorted(sent(engine)) == [("kyc_nudge", "a2"), ("kyc_nudge", "client:c1")]  # everyone_else: a2
+    assert store.queue_items() == []  # no queue: notifications only
+    assert engine.scan(at(hours=72)) == []  # 48h cooldown
+    assert [d.fired for d in engine.scan(at(hours=73))] == [("kyc_nudge",)]
+
+
+def test_a_desk_recipient_is_every_manager_of_the_clients_desk(store: Store) -> None:
+    rules = crmcore.loads("""
+desks: [{id: d}, {id: e}]
+agents:
+  - {id: a1, desk: d, manager: m1}
+  - {id: m1, desk: d, role: manager}
+  - {id: m2, desk: d, role: manager}
+  - {id: m9, desk: e, role: manager}
+routing:
+  registration: [{name: all, when: true, assign: {desk: d}}]
+triggers:
+  - {name: big, on: deposit, when: 'event.amount >= 1000', notify: [desk, agent, manager]}
+""")
+    engine = Engine(rules, store=store, notifier=InMemoryNotifier())
+    engine.handle(ev("client_registered", "reg", at(), country="DE"))
+    assert engine.handle(ev("deposit", "d1", at(1), amount="999")).decision.fired == ()  # type: ignore[union-attr]
+    engine.handle(ev("deposit", "d2", at(2), amount="1000"))
+    assert sorted(sent(engine)) == [("big", "a1"), ("big", "m1"), ("big", "m2")]
+
+
+def test_identical_firings_on_every_store(spec_rules: RuleSet, store: Store) -> None:
+    reference = funded(spec_rules, crmcore.MemoryStore())
+    engine = funded(spec_rules, store)
+    for e in (reference, engine):
+        e.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+        e.scan(at(days=31))
+    assert [d.as_dict() for d in store.decisions()] == [d.as_dict() for d in reference.store.decisions()]
+    assert store.queue_items(open_only=False) == reference.store.queue_items(open_only=False)
+
+
+@pytest.mark.parametrize("kind", ["failed_withdrawal"])
+def test_notification_ids_differ_per_trigger(spec_rules: RuleSet, kind: str) -> None:
+    engine = funded(spec_rules, crmcore.MemoryStore())
+    engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+    ids = [n.id for n in engine.notifier.sent]  # type: ignore[attr-defined]
+    assert len(ids) == len(set(ids))
+
+
+def test_an_on_trigger_of_the_ftd_sees_the_client_after_the_hand_over(store: Store) -> None:
+    rules = crmcore.loads("""
+desks: [{id: sales}, {id: retention}]
+agents:
+  - {id: s1, desk: sales}
+  - {id: r1, desk: retention}
+routing:
+  registration: [{name: all, when: true, assign: {desk: sales}}]
+  ftd: [{name: keep, when: true, assign: {desk: retention}}]
+triggers:
+  - {name: welcome, on: deposit, when: 'client.desk_id == "retention"', queue: welcome, notify: [agent]}
+""")
+    engine = Engine(rules, store=store, notifier=InMemoryNotifier())
+    engine.handle(ev("client_registered", "reg", at(), country="DE"))
+    result = engine.handle(ev("deposit", "ftd", at(1), amount="100"))
+    assert result.decision is not None and result.decision.fired == ("welcome",)
+    assert sent(engine) == [("welcome", "r1")]
+    (item,) = store.queue_items("welcome")
+    assert (item.agent_id, item.desk) == ("r1", "retention")
