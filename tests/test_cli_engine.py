@@ -355,3 +355,37 @@ def test_explain_events_errors(tmp_path: Path) -> None:
     code, _, err = run("explain", RULES, "--client", CLIENT, "--events", tmp_path / "none.jsonl")
     assert (code, err) == (1, f"crmcore explain: error: {tmp_path / 'none.jsonl'}: no such events file\n")
 
+
+
+# --- scan and queue ------------------------------------------------------------------------------
+
+
+def test_scan_then_queue_on_the_example_broker(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'broker.db'}"
+    assert run("run", RULES, "--events", EVENTS, "--db", db)[0] == 0
+    code, out, _ = run("scan", RULES, "--db", db, "--now", "2026-04-20T00:00:00Z")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "scan at 2026-04-20T00:00:00Z: 5 SLA breach(es) (4 alerted, 1 reassigned), 11 trigger firing(s)"
+    assert "  no_trade_30d: 2" in lines and "  kyc_nudge: 4" in lines
+    again = run("scan", RULES, "--db", db, "--now", "2026-04-20T00:00:00Z")[1]
+    assert again.startswith("scan at 2026-04-20T00:00:00Z: 0 SLA breach(es)") and again.endswith("0 trigger firing(s)\n")
+    code, out, _ = run("queue", "dormant", "--db", db, "--now", "2026-04-21T00:00:00Z")
+    assert code == 0 and out.splitlines()[0] == "dormant: 2 open item(s)"
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["c-1002", "c-1001"]  # highest priority first
+    code, out, _ = run("queue", "dormant", "--db", db, "--format", "json", "--now", "2026-04-21T00:00:00Z")
+    items = json.loads(out)
+    assert [i["client_id"] for i in items] == ["c-1002", "c-1001"] and items[0]["age_hours"] == 24.0
+
+
+def test_queue_as_a_viewer_is_permission_checked(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'broker.db'}"
+    run("run", RULES, "--events", EVENTS, "--db", db)
+    run("scan", RULES, "--db", db, "--now", "2026-04-20T00:00:00Z")
+    admin = next(a.id for a in load_rules(RULES).agents.values() if a.role == "admin")
+    code, out, _ = run("queue", "dormant", "--db", db, "--as", admin)
+    assert code == 0 and out.splitlines()[0] == "dormant: 2 open item(s)"
+    code, out, err = run("queue", "dormant", "--db", db, "--as", "nobody")
+    assert (code, out) == (1, "") and "unknown viewer 'nobody'" in err
+    assert run("scan", RULES, "--db", db, "--now", "yesterday")[2].endswith(
+        "'yesterday' is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)\n")

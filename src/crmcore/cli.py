@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -344,6 +345,69 @@ def cmd_db_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0 if status == "ok" else 1
 
 
+def _moment(text: str | None, option: str = "--now") -> datetime:
+    """An ISO 8601 time (naive = UTC); without one, the clock of the machine running the
+    command (the CLI is a host: the engine itself never reads a clock)."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _Failure(f"{option} {text!r} is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def cmd_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Time-based checks on the database at --now (default: the current time): first-contact
+    SLA breaches (alert or reassign) and the condition triggers of every client (queue items,
+    notifications, items resolved). Prints what happened."""
+    from crmcore.engine import Engine
+
+    rules = _load(args.rules, err)
+    if rules is None:
+        return 1
+    now = _moment(args.now)
+    engine = Engine(rules, store=_open_store(args.db))
+    decisions = engine.scan(now)
+    breaches = Counter(d.sla_breach for d in decisions if d.cause == "sla_breach")
+    fired = Counter(name for d in decisions for name in d.fired)
+    out.write(f"scan at {now.isoformat().replace('+00:00', 'Z')}: "
+              f"{sum(breaches.values())} SLA breach(es) ({breaches['alert']} alerted, {breaches['reassign']} reassigned), "
+              f"{sum(fired.values())} trigger firing(s)\n")
+    for name, count in sorted(fired.items()):
+        out.write(f"  {name}: {count}\n")
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """A queue's open items, highest priority first: client, priority, trigger, actions, desk,
+    agent and age (at --now, default the current time). --as VIEWER shows what that agent,
+    manager or admin may see (refused otherwise); without it, everything."""
+    from crmcore.serialize import jsonable
+    from crmcore.views import PermissionDenied, View
+
+    store = _open_store(args.db)
+    now = _moment(args.now)
+    if args.viewer is not None:
+        try:
+            items = View(store, args.viewer).queue(args.name, desk=args.desk)
+        except PermissionDenied as error:
+            raise _Failure(str(error)) from None
+    else:
+        items = [i for i in store.queue_items(args.name) if args.desk is None or i.desk == args.desk]
+    if args.format == "json":
+        rows = [{**item.as_dict(), "age_hours": round((now - item.opened_at).total_seconds() / 3600, 2)} for item in items]
+        json.dump(jsonable(rows), out, indent=2)
+        out.write("\n")
+        return 0
+    out.write(f"{args.name}: {len(items)} open item(s)\n")
+    for item in items:
+        age = (now - item.opened_at).total_seconds() / 86400
+        out.write(f"  {item.priority:>10g}  {item.client_id}  {item.trigger}  desk {item.desk or '-'}  "
+                  f"agent {item.agent_id or '-'}  {age:.1f}d  {'; '.join(item.actions)}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmcore", description="Sales-and-retention rules for forex/CFD brokers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -373,6 +437,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--events", metavar="FILE", help="process these events first, then explain client.id")
     explain.add_argument("--now", metavar="T", help="the time of the evaluation (ISO 8601); overrides the case's now")
     explain.set_defaults(run=cmd_explain)
+    scan = commands.add_parser(
+        "scan", help="SLA checks and condition triggers at a time", description=inspect.cleandoc(cmd_scan.__doc__ or ""),
+        formatter_class=formatter,
+    )
+    scan.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
+    scan.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+    scan.add_argument("--now", metavar="T", help="the time of the scan (ISO 8601; default: the current time)")
+    scan.set_defaults(run=cmd_scan)
+    queue = commands.add_parser(
+        "queue", help="a queue's open items", description=inspect.cleandoc(cmd_queue.__doc__ or ""), formatter_class=formatter,
+    )
+    queue.add_argument("name", metavar="NAME", help="the queue")
+    queue.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+    queue.add_argument("--desk", metavar="D", help="only this desk's items")
+    queue.add_argument("--as", dest="viewer", metavar="VIEWER", help="what this agent, manager or admin may see")
+    queue.add_argument("--now", metavar="T", help="the time ages are measured at (default: the current time)")
+    queue.add_argument("--format", choices=("table", "json"), default="table")
+    queue.set_defaults(run=cmd_queue)
     db = commands.add_parser("db", help="create or upgrade crmcore's tables in a database")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     for name, command, summary in (

@@ -22,6 +22,7 @@ from crmcore.storage.records import PoolEntry, QueueItem
 
 if TYPE_CHECKING:
     from crmcore.engine import Engine
+    from crmcore.storage.base import Store
 
 __all__ = ["PermissionDenied", "Task", "View"]
 
@@ -49,12 +50,12 @@ class Task:
 class View:
     """The engine's data as one viewer may see it."""
 
-    def __init__(self, engine: Engine, viewer_id: str) -> None:
-        viewer = engine.store.agents().get(viewer_id)
+    def __init__(self, source: Engine | Store, viewer_id: str) -> None:
+        store = source.store if hasattr(source, "store") else source
+        viewer = store.agents().get(viewer_id)
         if viewer is None:
             raise PermissionDenied(f"unknown viewer {viewer_id!r}")
-        self._engine = engine
-        self._store = engine.store
+        self._store: Store = store
         self.viewer: model.Agent = viewer
 
     @property
