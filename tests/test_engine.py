@@ -754,3 +754,27 @@ def test_batches_with_savepoints_decide_exactly_as_one_event_at_a_time(rules: Ru
     assert [d.as_dict() for d in store.decisions()] == [d.as_dict() for d in one_by_one.store.decisions()]
     assert [letter.event_id for letter in store.dead_letters()] == ["bad-amount", "orphan"]
     assert sorted(sent(engine)) == sorted(sent(one_by_one))
+
+
+def test_contact_status_follow_ups_due_and_not_contacted_since(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    engine.handle_many([
+        reg("c1", language="en"), reg("c2", at(1), language="en"), reg("c3", at(2), language="en"),  # a1, a2, a3
+        ev("contact", "c1", at(10), "k1", agent_id="a1", channel="call", outcome="no_answer"),
+        ev("contact", "c1", at(20), "k2", agent_id="a1", channel="call", outcome="callback",
+           callback_at=at(hours=5).isoformat(), note="after lunch"),
+        ev("contact", "c2", at(30), "k3", agent_id="a2", channel="email", outcome="reached"),
+    ])
+    admin = engine.view("boss")
+    status = admin.status("c1", at(hours=6))
+    assert (status["status"], status["last_contact_at"], status["next_follow_up_at"]) == ("callback", at(20), at(hours=5))
+    assert status["follow_up_due"] is True and status["hours_since_contact"] == pytest.approx(6 - 20 / 60)
+    assert [(c["outcome"], c["note"]) for c in status["contacts"]] == [("no_answer", None), ("callback", "after lunch")]
+    assert [c["id"] for c in admin.follow_ups_due(at(hours=6))] == ["c1"]
+    assert admin.follow_ups_due(at(hours=4)) == []
+    assert [c["id"] for c in admin.not_contacted_since(at(25))] == ["c3", "c1"]  # never, then oldest
+    # the same questions, as a1 sees them: their client only
+    a1 = engine.view("a1")
+    assert [c["id"] for c in a1.not_contacted_since(at(25))] == ["c1"]
+    with pytest.raises(PermissionDenied):
+        a1.status("c2", at(hours=6))

@@ -14,6 +14,7 @@ so that a refusal never tells whether a client id is real. Every read path goes 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crmcore.rules import model
@@ -139,6 +140,49 @@ class View:
         tasks = [Task(client_id, items[0].priority, tuple(items)) for client_id, items in by_client.items()]
         tasks.sort(key=lambda task: (-task.priority, task.items[0].opened_at, task.client_id))
         return tasks
+
+    def status(self, client_id: str, now: datetime) -> dict[str, Any]:
+        """The client's contact status (SPEC §7): the current status, the last contact and
+        the time since it, the next follow-up (a ``callback``) and whether it is due, and the
+        contact history (oldest first)."""
+        if not self.sees(client_id):
+            raise PermissionDenied(f"{self.viewer.id} may not see client {client_id!r}")
+        client = self._store.client(client_id)
+        assert client is not None
+        last, follow_up = client.get("last_contact_at"), client.get("next_follow_up_at")
+        contacts = [
+            {"at": e.get("at"), "agent_id": e.get("agent_id"), "channel": e.get("channel"),
+             "outcome": e.get("outcome"), "callback_at": e.get("callback_at"), "note": e.get("note")}
+            for e in self._store.history(client_id) if e.get("type") == "contact"
+        ]
+        return {
+            "client_id": client_id,
+            "status": client.get("status"),
+            "last_contact_at": last,
+            "hours_since_contact": None if last is None else (now - last).total_seconds() / 3600,
+            "next_follow_up_at": follow_up,
+            "follow_up_due": follow_up is not None and follow_up <= now,
+            "contacts": contacts,
+        }
+
+    def follow_ups_due(self, now: datetime) -> list[dict[str, Any]]:
+        """Visible clients whose next follow-up (``callback_at``) is at or before ``now``,
+        the most overdue first."""
+        due = [c for c in self._visible() if c.get("next_follow_up_at") is not None and c["next_follow_up_at"] <= now]
+        due.sort(key=lambda c: (c["next_follow_up_at"], c["id"]))
+        return due
+
+    def not_contacted_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Visible clients with no contact at or after ``since`` (never contacted included),
+        the longest waiting first."""
+        waiting = [c for c in self._visible() if c.get("last_contact_at") is None or c["last_contact_at"] < since]
+        waiting.sort(key=lambda c: (c.get("last_contact_at") is not None, c.get("last_contact_at") or c["registered_at"], c["id"]))
+        return waiting
+
+    def _visible(self) -> list[dict[str, Any]]:
+        if self._role == "admin":
+            return list(self._store.clients())
+        return [c for c in self._store.clients() if self.sees(c["id"])]
 
     def _summary(self, client_id: str) -> dict[str, Any]:
         store = self._store
