@@ -714,6 +714,9 @@ def test_no_read_path_leaks_across_desks_or_teams(rules: RuleSet, store: Store) 
             on_desk = {c for c in everyone if (store.assignment(c) and store.assignment(c).desk == agent.desk)  # type: ignore[union-attr]
                        or (store.pool_entry(c) and store.pool_entry(c).desk == agent.desk)}  # type: ignore[union-attr]
             assert queue == tasks == visible | on_desk, viewer_id
+        elif agent.role == "agent":  # the items of their own clients (not of the desk's pool)
+            own = {c for c in everyone if store.assignment(c) and store.assignment(c).agent_id == viewer_id}  # type: ignore[union-attr]
+            assert queue == tasks == own, viewer_id
         else:
             assert queue == tasks == visible, viewer_id
 

@@ -240,3 +240,25 @@ def test_records_keep_durations_long_text_and_the_order_of_notifications(store: 
         store.outbox.add(notes[3:])
     assert store.client("c1") == client
     assert [e.notification.recipient for e in store.outbox.due(T0, 10)] == ["a0", "a1", "a2", "a3", "a4"]
+
+
+def test_a_database_failure_in_a_scan_is_raised_too(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+
+    import crmcore
+    from crmcore.storage import StoreUnavailable
+    from crmcore.storage.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'crm.db'}")
+    rules = crmcore.loads("""
+desks: [{id: d, sla: {first_contact: 1h}}]
+agents: [{id: a1, desk: d}]
+routing: {registration: [{name: all, when: true, assign: {desk: d}}]}
+""")
+    engine = crmcore.Engine(rules, store=store)
+    engine.handle({"id": "r1", "type": "client_registered", "client_id": "c1", "at": T0.isoformat(), "country": "DE"})
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE crm_decisions RENAME TO crm_decisions_away"))
+    with pytest.raises(StoreUnavailable):
+        engine.scan(T0 + timedelta(hours=2))
+    assert store.dead_letters() == [] and store.assignment("c1").breached_at is None  # type: ignore[union-attr]

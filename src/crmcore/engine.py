@@ -9,7 +9,7 @@ scores, any assignment, the decision and its notifications (into the outbox) com
 together, or — when anything fails — nothing does and the event goes to the dead letters
 with its reason. An event whose id was handled before is a duplicate and changes nothing.
 While an event is handled, ``now`` is its ``at``; the engine never reads the wall clock
-(except :meth:`Engine.claim` without ``at``, a person acting now).
+(a claim or a delivery without a time takes the latest event's).
 """
 
 from __future__ import annotations
@@ -600,6 +600,8 @@ class Engine:
         fire unless a cooldown blocks them (``[t, t + cooldown)`` after the last firing);
         a firing puts or updates the client's item in its queue and notifies its recipients.
         Items of condition triggers that no longer hold are resolved."""
+        if not rules.triggers:
+            return _Fired([], [])
         store = self.store
         client_id = client["id"]
         holding = set(evaluation.triggers)
@@ -611,13 +613,15 @@ class Engine:
                 store.put_queue_item(replace(item, resolved_at=at, updated_at=at))
         candidates = [t for t in rules.condition_triggers if t.name in holding]
         names = _event_names(event)
-        scope = None
-        if names or any(t.queue and t.priority is not None for t in candidates):
-            scope = _trigger_scope(client, evaluation, rules, event)
-        candidates += [
-            t for t in rules.triggers
-            if t.on is not None and t.on in names and scope is not None and t.when(scope) is True
-        ]
+        on_event = [t for t in rules.triggers if t.on is not None and t.on in names]
+        scopes: list[Scope] = []  # built once, when an `on:` trigger or a priority needs it
+
+        def scope() -> Scope:
+            if not scopes:
+                scopes.append(_trigger_scope(client, evaluation, rules, event))
+            return scopes[0]
+
+        candidates += [t for t in on_event if t.when(scope()) is True]
         fired = _Fired([], [])
         agents = store.agents()
         for trigger in candidates:
@@ -627,8 +631,8 @@ class Engine:
             store.put_fired(client_id, trigger.name, at)
             fired.names.append(trigger.name)
             priority = 0.0
-            if trigger.priority is not None and scope is not None:
-                value = trigger.priority(scope)
+            if trigger.priority is not None:
+                value = trigger.priority(scope())
                 priority = float(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else 0.0
             if trigger.queue is not None:
                 current = open_items.get(trigger.queue)
@@ -711,6 +715,8 @@ class Engine:
                         continue
                     decision = self._breach(due, scan_id, now, rules)
                     self._record([decision])
+            except StoreUnavailable:
+                raise  # the database, not the client: nothing kept, the host retries
             except Exception as exc:  # one client's failure must not stop the others
                 raw = json.dumps(due.as_dict())
                 self._dead_letter(scan_id, raw, f"SLA check at {jsonable(now)}: {_reason(exc)}")

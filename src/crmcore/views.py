@@ -119,9 +119,10 @@ class View:
     def _sees_item(self, item: QueueItem) -> bool:
         if self._role == "admin":
             return True
-        if self._role == "manager" and self._desk_of(item.client_id) == self.viewer.desk:
-            return True  # their desk's queues: of the clients on the desk now
-        return self.sees(item.client_id)
+        if self._role == "manager":  # their desk's queues (clients on the desk now), their team's
+            return self._desk_of(item.client_id) == self.viewer.desk or self.sees(item.client_id)
+        current = self._store.assignment(item.client_id)  # an agent: their own clients' items
+        return current is not None and current.agent_id == self.viewer.id
 
     def _desk_of(self, client_id: str) -> str | None:
         current = self._store.assignment(client_id)

@@ -325,8 +325,8 @@ class SqlStore:
     def _assignment_from(self, row: Any) -> Assignment:
         data = dict(row._mapping)
         data.pop("seq")
-        data["trace"] = codec.trace_from(codec.loads(data["trace"]))
-        return Assignment(**data)
+        data["trace"] = codec.loads(data["trace"])
+        return codec.assignment_from(data)
 
     def assignment(self, client_id: str) -> Assignment | None:
         a = self.t.assignments
@@ -575,17 +575,12 @@ class _SqlOutbox:
             return []
         store = self._store
         o = store.t.outbox
-        pick = (
-            sa.select(o.c.id).where(o.c.delivered_at.is_(None), o.c.next_attempt_at <= now)
+        query = (
+            sa.select(o).where(o.c.delivered_at.is_(None), o.c.next_attempt_at <= now)
             .order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq).limit(limit)
         )
-        query = sa.select(o).where(o.c.id.in_(pick)).order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq)
         if store._dialect == "postgresql":  # locked until the delivering unit of work ends
-            query = (
-                sa.select(o).where(o.c.delivered_at.is_(None), o.c.next_attempt_at <= now)
-                .order_by(o.c.next_attempt_at, o.c.created_at, o.c.seq).limit(limit)
-                .with_for_update(skip_locked=True)
-            )
+            query = query.with_for_update(skip_locked=True)
         return [self._entry(r) for r in store._all(query)]
 
     def delivered(self, id: str, at: datetime) -> None:
