@@ -145,3 +145,15 @@ triggers:
     assert sent(engine) == [("welcome", "r1")]
     (item,) = store.queue_items("welcome")
     assert (item.agent_id, item.desk) == ("r1", "retention")
+
+
+def test_a_queue_shows_each_item_with_the_client_summary_and_its_age(spec_rules: RuleSet, store: Store) -> None:
+    engine = funded(spec_rules, store)
+    engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+    (entry,) = engine.view("m3").queue("at_risk", now=at(days=2))
+    assert (entry.client_id, entry.trigger, entry.priority) == ("c1", "failed_withdrawal", 1000)
+    assert entry.age == timedelta(days=1)
+    assert (entry.client["country"], entry.client["stage"], entry.client["agent_id"]) == ("DE", "funded", "r1")
+    (latest,) = engine.view("r1").queue("at_risk")  # age at the latest event: the withdrawal itself
+    assert latest.age == timedelta(0) and latest.as_dict()["age_hours"] == 0
+    assert engine.view("a1").queue("at_risk") == []  # another desk's agent sees nothing of it

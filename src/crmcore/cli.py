@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from crmcore.case import Case
     from crmcore.engine import Result
+    from crmcore.storage.records import QueueItem
     from crmcore.storage.sql import SqlStore
 
 _DEAD_LETTERS_SHOWN = 20  # `run` lists at most this many dead letters
@@ -388,6 +389,7 @@ def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     store = _open_store(args.db)
     now = _moment(args.now)
+    items: Sequence[QueueItem]
     if args.viewer is not None:
         try:
             items = View(store, args.viewer).queue(args.name, desk=args.desk)

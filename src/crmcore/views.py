@@ -13,19 +13,20 @@ so that a refusal never tells whether a client id is real. Every read path goes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from crmcore.rules import model
 from crmcore.rules.diagnostics import CrmError
+from crmcore.serialize import jsonable
 from crmcore.storage.records import PoolEntry, QueueItem
 
 if TYPE_CHECKING:
     from crmcore.engine import Engine
     from crmcore.storage.base import Store
 
-__all__ = ["PermissionDenied", "Task", "View"]
+__all__ = ["PermissionDenied", "QueueEntry", "Task", "View"]
 
 
 class PermissionDenied(CrmError):
@@ -45,6 +46,24 @@ class Task:
             "client_id": self.client_id,
             "priority": self.priority,
             "reasons": [item.as_dict() for item in self.items],
+        }
+
+
+_SUMMARY = ("id", "country", "language", "stage", "balance", "ftd_at", "status", "last_contact_at",
+            "next_follow_up_at", "agent_id", "desk_id")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry(QueueItem):
+    """A queue item as the dashboard shows it: with the client's summary and its age."""
+
+    client: dict[str, Any] = field(default_factory=dict)
+    age: timedelta | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **QueueItem.as_dict(self), "client": jsonable(self.client),
+            "age_hours": None if self.age is None else self.age.total_seconds() / 3600,
         }
 
 
@@ -107,14 +126,25 @@ class View:
         self._check_desk(desk)
         return self._store.pool(desk)
 
-    def queue(self, name: str, desk: str | None = None) -> list[QueueItem]:
-        """Open items of a queue, highest priority first: for an admin every desk's (or
+    def queue(self, name: str, desk: str | None = None, now: datetime | None = None) -> list[QueueEntry]:
+        """Open items of a queue, highest priority first, each with the client's summary and
+        its age at ``now`` (default: the latest event's time): for an admin every desk's (or
         ``desk``'s), for a manager their desk's and their team's, for an agent their own
         clients'."""
         if desk is not None:
             self._check_desk(desk)
-        items = self._store.queue_items(name)
-        return [item for item in items if (desk is None or item.desk == desk) and self._sees_item(item)]
+        moment = now if now is not None else self._store.latest_event_at()
+        return [
+            self._entry(item, moment) for item in self._store.queue_items(name)
+            if (desk is None or item.desk == desk) and self._sees_item(item)
+        ]
+
+    def _entry(self, item: QueueItem, now: datetime | None) -> QueueEntry:
+        client = self._store.client(item.client_id) or {}
+        summary = {name: client.get(name) for name in _SUMMARY}
+        age = None if now is None else now - item.opened_at
+        values = {f.name: getattr(item, f.name) for f in fields(QueueItem)}
+        return QueueEntry(**values, client=summary, age=age)
 
     def _sees_item(self, item: QueueItem) -> bool:
         if self._role == "admin":
