@@ -25,7 +25,7 @@ is a :class:`CaseError` naming the case's source and the field at fault.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -69,7 +69,6 @@ class Case:
     now: datetime | None = None
     name: str | None = None
     expect: Mapping[str, Any] | None = None
-    data: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def client_id(self) -> str | None:
@@ -135,7 +134,6 @@ def load_case(
         now=None if given_now is None else _timestamp(label, "now", given_now),
         name=case_name if isinstance(case_name, str) else None,
         expect=expect,
-        data=data,
     )
 
 

@@ -210,10 +210,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if rules is None:
         return 1
     if args.now is not None:
-        try:
-            datetime.fromisoformat(args.now.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise _Failure(f"--now {args.now!r} is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)") from None
+        _moment(args.now)  # a bad --now is the command's error, said before the case is read
     try:
         case = load_case(args.client, now=args.now)
         if args.events is None:
@@ -244,10 +241,7 @@ def _explain_events(rules: RuleSet, case: Case, args: argparse.Namespace, err: T
         err.write(f"note: {args.events}: {summary.dead_lettered} event(s) dead-lettered ('crmcore run' lists them)\n")
     if engine.store.client(client_id) is None:
         raise _Failure(f"{args.events}: client {client_id!r} (client.id in {case.source}) is not among the events")
-    now = datetime.fromisoformat(args.now.strip().replace("Z", "+00:00")) if args.now else None
-    if now is not None and now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return engine.explain(client_id, now=now)
+    return engine.explain(client_id, now=_moment(args.now) if args.now else None)
 
 
 _DEFAULT_DB = "sqlite:///crmcore.db"

@@ -77,17 +77,22 @@ class View:
             raise PermissionDenied(f"unknown viewer {viewer_id!r}")
         self._store: Store = store
         self.viewer: model.Agent = viewer
+        self._team_ids: frozenset[str] | None = None
 
     @property
     def _role(self) -> str:
         return self.viewer.role
 
     def _team(self) -> frozenset[str]:
-        """The agents whose clients the viewer sees: themselves, and a manager's team."""
-        me = self.viewer.id
-        if self._role != "manager":
-            return frozenset({me})
-        return frozenset({me} | {a.id for a in self._store.agents().values() if a.manager == me})
+        """The agents whose clients the viewer sees: themselves, and a manager's team
+        (worked out once per view: a view is read at one moment)."""
+        if self._team_ids is None:
+            me = self.viewer.id
+            team = {me}
+            if self._role == "manager":
+                team |= {a.id for a in self._store.agents().values() if a.manager == me}
+            self._team_ids = frozenset(team)
+        return self._team_ids
 
     def sees(self, client_id: str) -> bool:
         """Whether the viewer may see this client."""

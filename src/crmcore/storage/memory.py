@@ -207,10 +207,10 @@ class MemoryStore:
     def assignments(self, client_id: str) -> list[Assignment]:
         return list(self._assignments.get(client_id, ()))
 
-    def _replace_open(self, old: Assignment, new: Assignment | None) -> None:
-        """Swap the client's open assignment in the history (``new`` may be the ended one)."""
+    def _replace_open(self, old: Assignment, new: Assignment) -> None:
+        """Swap the client's open assignment, the last of its history, for ``new``."""
         history = list(self._assignments[old.client_id])
-        history[-1] = new if new is not None else old
+        history[-1] = new
         self._journal.set(self._assignments, old.client_id, history)
 
     def start_assignment(self, assignment: Assignment) -> None:
