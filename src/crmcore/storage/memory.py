@@ -121,6 +121,7 @@ class MemoryStore:
         self._decisions_by_client: dict[str, list[Decision]] = {}
         self._dead: list[DeadLetter] = []
         self._queue: dict[tuple[str, str], QueueItem] = {}
+        self._queue_by_client: dict[str, dict[str, QueueItem]] = {}  # the same items, per client
         self._fired: dict[tuple[str, str], datetime] = {}
 
     @contextmanager
@@ -336,9 +337,14 @@ class MemoryStore:
 
     def put_queue_item(self, item: QueueItem) -> None:
         self._journal.set(self._queue, (item.client_id, item.queue), item)
+        mine = self._queue_by_client.get(item.client_id)
+        if mine is None:
+            mine = {}
+            self._journal.set(self._queue_by_client, item.client_id, mine)
+        self._journal.set(mine, item.queue, item)
 
     def client_queue_items(self, client_id: str) -> list[QueueItem]:
-        return [item for (client, _), item in self._queue.items() if client == client_id and item.open]
+        return [item for item in self._queue_by_client.get(client_id, {}).values() if item.open]
 
     def last_fired(self, client_id: str, trigger: str) -> datetime | None:
         return self._fired.get((client_id, trigger))

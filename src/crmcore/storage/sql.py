@@ -107,6 +107,11 @@ class SqlStore:
         self._i_event = insert.on_conflict_do_nothing(index_elements=["id"]).returning(e.c.seq)
         self._q_history = sa.select(e.c.id, e.c.data).where(e.c.client_id == sa.bindparam("cid")).order_by(e.c.seq)
         self._i_decision = sa.insert(t.decisions)
+        q, f = t.queue_items, t.trigger_firings
+        self._q_client_items = (
+            sa.select(q).where(q.c.client_id == sa.bindparam("cid"), q.c.resolved_at.is_(None)).order_by(q.c.queue)
+        )
+        self._q_fired = sa.select(f.c.at).where(f.c.client_id == sa.bindparam("cid"), f.c.trigger == sa.bindparam("trigger"))
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
@@ -512,13 +517,10 @@ class SqlStore:
         return QueueItem(**data)
 
     def client_queue_items(self, client_id: str) -> list[QueueItem]:
-        q = self.t.queue_items
-        query = sa.select(q).where(q.c.client_id == client_id, q.c.resolved_at.is_(None)).order_by(q.c.queue)
-        return [self._queue_item(row) for row in self._all(query)]
+        return [self._queue_item(row) for row in self._run(self._q_client_items, {"cid": client_id})]
 
     def last_fired(self, client_id: str, trigger: str) -> datetime | None:
-        f = self.t.trigger_firings
-        row = self._one(sa.select(f.c.at).where(f.c.client_id == client_id, f.c.trigger == trigger))
+        row = self._run(self._q_fired, {"cid": client_id, "trigger": trigger}).first()
         return None if row is None else row[0]
 
     def put_fired(self, client_id: str, trigger: str, at: datetime) -> None:
