@@ -733,10 +733,17 @@ class Engine:
         longer holds are resolved. A decision is kept for each client where a trigger fired."""
         store = self.store
         decisions: list[Decision] = []
+        condition_names = {t.name for t in rules.condition_triggers}
         for listed in store.clients():
             client_id = listed["id"]
             scan_id = f"scan:{now.isoformat()}:{client_id}"
             try:
+                # A read first: most clients match nothing and have nothing to resolve, and
+                # need no unit of work (which, on SQLite, is the database's one writer).
+                if not self._evaluate(listed, now, rules).triggers and not any(
+                    item.trigger in condition_names for item in store.client_queue_items(client_id)
+                ):
+                    continue
                 with store.unit_of_work():
                     client = store.client(client_id)  # locked: no event of the client meanwhile
                     if client is None:  # pragma: no cover - clients are never deleted
