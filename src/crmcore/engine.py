@@ -548,7 +548,7 @@ class Engine:
         if reason == "pooled":  # the desk's agents may claim the client
             recipients = [a.id for a in _desk_agents(agents, pool, "agent") if a.active]
         else:  # nothing could be satisfied: the desk's managers (admins when it has none)
-            recipients = [a.id for a in _desk_agents(agents, pool, "manager")] or _admins(agents)
+            recipients = _desk_managers(agents, pool) or _admins(agents)
         payload = _payload(client, evaluation, result)
         return _Routed(result, None, _notes(reason, recipients, payload, event_id, at, client_id, rules))
 
@@ -752,11 +752,7 @@ class Engine:
                     fired = self._fire(client, evaluation, None, scan_id, now, rules)
                     if not fired.names:
                         continue
-                    decision = Decision(
-                        scan_id, client_id, now, "scan", rules.version, evaluation.scores, evaluation.bands,
-                        triggers=tuple(evaluation.triggers), notifications=tuple(fired.notes),
-                        evaluation=evaluation, fired=tuple(fired.names),
-                    )
+                    decision = _decision(scan_id, client_id, now, "scan", rules, evaluation, "", None, fired)
                     self._record([decision])
             except StoreUnavailable:
                 raise
@@ -777,7 +773,7 @@ class Engine:
         breacher = agents.get(due.agent_id)
         managers = (
             [breacher.manager] if breacher is not None and breacher.manager is not None
-            else [a.id for a in _desk_agents(agents, due.desk, "manager")] or _admins(agents)
+            else _desk_managers(agents, due.desk) or _admins(agents)
         )
         client = store.client(due.client_id)
         assert client is not None
@@ -1001,7 +997,7 @@ def _trigger_recipients(
         elif who == "manager" and agent is not None and agent.manager is not None:
             recipients.append(agent.manager)
         elif who == "desk" and client.get("desk_id") is not None:
-            recipients += [a.id for a in _desk_agents(agents, client["desk_id"], "manager")]
+            recipients += _desk_managers(agents, client["desk_id"])
         elif who == "client":
             recipients.append(client_recipient(client["id"]))
     return list(dict.fromkeys(recipients))
@@ -1025,6 +1021,10 @@ _DETAILS = (  # the client's fields a notification carries
 def _admins(agents: Mapping[str, model.Agent]) -> list[str]:
     """The agents with role admin, or the ``admins`` recipient when there are none."""
     return sorted(a.id for a in agents.values() if a.role == "admin") or [ADMINS]
+
+
+def _desk_managers(agents: Mapping[str, model.Agent], desk: str) -> list[str]:
+    return [a.id for a in _desk_agents(agents, desk, "manager")]
 
 
 def _desk_agents(agents: Mapping[str, model.Agent], desk: str, role: str) -> list[model.Agent]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -85,11 +86,7 @@ def routing_from(data: Any) -> RoutingResult | None:
 
 
 def notification_to(n: Notification) -> dict[str, Any]:
-    return {
-        "id": n.id, "kind": n.kind, "recipient": n.recipient, "event_id": n.event_id,
-        "created_at": n.created_at, "client_id": n.client_id, "payload": dict(n.payload),
-        "rule_version": n.rule_version,
-    }
+    return {f.name: getattr(n, f.name) for f in fields(n)} | {"payload": dict(n.payload)}
 
 
 def notification_from(data: Mapping[str, Any]) -> Notification:
@@ -97,13 +94,7 @@ def notification_from(data: Mapping[str, Any]) -> Notification:
 
 
 def assignment_to(a: Assignment) -> dict[str, Any]:
-    return {
-        "client_id": a.client_id, "agent_id": a.agent_id, "desk": a.desk, "stage": a.stage,
-        "rule": a.rule, "strategy": a.strategy, "assigned_at": a.assigned_at, "event_id": a.event_id,
-        "rule_version": a.rule_version, "trace": trace_to(a.trace), "sla_due_at": a.sla_due_at,
-        "contacted_at": a.contacted_at, "breached_at": a.breached_at, "ended_at": a.ended_at,
-        "end_reason": a.end_reason, "ended_by": a.ended_by,
-    }
+    return {f.name: getattr(a, f.name) for f in fields(a)} | {"trace": trace_to(a.trace)}
 
 
 def assignment_from(data: Mapping[str, Any]) -> Assignment:
