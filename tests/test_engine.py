@@ -622,6 +622,8 @@ def test_a_failing_sla_check_is_dead_lettered_and_the_scan_goes_on(rules: RuleSe
     engine = engine_for(rules, store)
     engine.handle(reg("c1", language="en"))  # sales: reassign, re-evaluates the client
     engine.handle(reg("c2", country="FR", language="fr"))  # general: alert
+    for cid in ("c1", "c2"):  # the trigger `keen` holds for both: the scan must visit them
+        engine.handle_many([ev("email_clicked", cid, at(k), f"click-{cid}-{k}") for k in (1, 2)])
     broken = crmcore.loads(RULES_TEXT.replace("points: 20}", "points: 'client.vip_level * 2'}").replace(
         "version: 1\n", "version: 1\nschema:\n  client:\n    vip_level: int\n"))
     engine.reload(broken)

@@ -15,7 +15,7 @@ While an event is handled, ``now`` is its ``at``; the engine never reads the wal
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,6 +47,7 @@ from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.interpreter import Scope
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import Evaluation, RuleSet
+from crmcore.rules.sql import SqlUnsupported
 from crmcore.rules.values import to_stamp
 from crmcore.rules.windows import from_events
 from crmcore.state import apply, new_client
@@ -733,17 +734,9 @@ class Engine:
         longer holds are resolved. A decision is kept for each client where a trigger fired."""
         store = self.store
         decisions: list[Decision] = []
-        condition_names = {t.name for t in rules.condition_triggers}
-        for listed in store.clients():
-            client_id = listed["id"]
+        for client_id in self._scan_candidates(now, rules):
             scan_id = f"scan:{now.isoformat()}:{client_id}"
             try:
-                # A read first: most clients match nothing and have nothing to resolve, and
-                # need no unit of work (which, on SQLite, is the database's one writer).
-                if not self._evaluate(listed, now, rules).triggers and not any(
-                    item.trigger in condition_names for item in store.client_queue_items(client_id)
-                ):
-                    continue
                 with store.unit_of_work():
                     client = store.client(client_id)  # locked: no event of the client meanwhile
                     if client is None:  # pragma: no cover - clients are never deleted
@@ -761,6 +754,35 @@ class Engine:
                 continue
             decisions.append(decision)
         return decisions
+
+    def _scan_candidates(self, now: datetime, rules: RuleSet) -> Iterator[str]:
+        """The clients a trigger scan must visit, in registration order: where some condition
+        trigger holds, or an open item of one may have to be resolved. A SQL store finds them
+        inside the database (``scan_candidates``: one query per trigger); other stores, or a
+        rule set with a condition SQL cannot express, are read client by client in Python.
+        Either way each candidate is then re-evaluated in Python inside its unit of work."""
+        store = self.store
+        in_database = getattr(store, "scan_candidates", None)
+        if in_database is not None:
+            try:
+                yield from in_database(rules, now)
+                return
+            except SqlUnsupported:
+                pass  # the Python path below gives the same answers, only slower
+        condition_names = {t.name for t in rules.condition_triggers}
+        for listed in store.clients():
+            client_id = listed["id"]
+            try:
+                # A read first: most clients match nothing and have nothing to resolve, and
+                # need no unit of work (which, on SQLite, is the database's one writer).
+                if self._evaluate(listed, now, rules).triggers or any(
+                    item.trigger in condition_names for item in store.client_queue_items(client_id)
+                ):
+                    yield client_id
+            except StoreUnavailable:
+                raise
+            except Exception:  # the unit of work repeats the evaluation and dead-letters it
+                yield client_id
 
     def _breach(self, due: Assignment, scan_id: str, now: datetime, rules: RuleSet) -> Decision:
         store = self.store

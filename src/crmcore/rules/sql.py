@@ -37,6 +37,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -65,6 +66,7 @@ _MICROS_PER_DAY: Final = 86_400_000_000
 _MICROS_PER_HOUR: Final = 3_600_000_000
 
 SQLITE_REGEX_FUNCTION: Final = "crmcore_regexp_search"
+SQLITE_DECIMAL_SUM: Final = "crmcore_decimal_sum"
 
 
 class SqlUnsupported(RuleError):
@@ -681,11 +683,27 @@ def _regexp_search(pattern: str | None, text: str | None) -> int | None:
     return 1 if regex(pattern).search(text) is not None else 0
 
 
+class _DecimalSum:
+    """``crm_decimal_sum(text)``: the exact sum of decimal texts as a float, rounded once
+    (SQLite has no exact numeric type; its own SUM would add floats)."""
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total = (self.total or Decimal(0)) + Decimal(value if isinstance(value, str) else str(value))
+
+    def finalize(self) -> float | None:
+        return None if self.total is None else float(self.total)
+
+
 def _register(dbapi_connection: Any, connection_record: Any, *_: Any) -> None:
     info = connection_record.info
     if info.get(SQLITE_REGEX_FUNCTION):
         return
     dbapi_connection.create_function(SQLITE_REGEX_FUNCTION, 2, _regexp_search, deterministic=True)
+    dbapi_connection.create_aggregate(SQLITE_DECIMAL_SUM, 1, _DecimalSum)
     info[SQLITE_REGEX_FUNCTION] = True
 
 
@@ -709,6 +727,7 @@ __all__ = [
     "DIALECT_SQL",
     "FUNCTIONS",
     "NEVER",
+    "SQLITE_DECIMAL_SUM",
     "Always",
     "Never",
     "Resolver",

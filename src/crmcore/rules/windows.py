@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
-from crmcore.rules.values import to_number, to_stamp
+from crmcore.rules.values import to_stamp
 
 # (source, metric) -> (event type, required status or None, field summed or None for a count)
 WINDOW_SPECS: dict[tuple[str, str], tuple[str, str | None, str | None]] = {
@@ -28,6 +29,8 @@ WINDOW_SPECS: dict[tuple[str, str], tuple[str, str | None, str | None]] = {
     ("trades", "pnl"): ("trade", None, "pnl"),
     ("logins", "count"): ("login", None, None),
 }
+
+_ZERO = Decimal(0)
 
 DEFAULT_STATUS = {"deposit": "completed"}
 
@@ -49,7 +52,8 @@ def window_value(
     event_type, status, summed = WINDOW_SPECS[(source, metric)]
     high = now - shift
     low = high - length
-    total: int | float = 0
+    count = 0
+    total: Decimal | None = None  # summed exactly, made a float once: as the SQL path does
     for event in events:
         if event.get("type") != event_type:
             continue
@@ -58,11 +62,14 @@ def window_value(
         at = to_stamp(event.get("at"))
         if at is None or not (low < at <= high):
             continue
-        if summed is None:
-            total += 1
-        else:
-            total += to_number(event.get(summed)) or 0
-    return total
+        count += 1
+        if summed is not None:
+            value = event.get(summed)
+            if value is not None:
+                total = (total or _ZERO) + (value if value.__class__ is Decimal else Decimal(value))
+    if summed is None:
+        return count
+    return 0 if total is None else float(total)
 
 
 def from_events(events: Iterable[Record] | None) -> WindowFn:

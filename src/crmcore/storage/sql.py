@@ -34,9 +34,11 @@ from crmcore.notify.notification import Notification
 from crmcore.notify.outbox import OutboxEntry, UnknownNotification
 from crmcore.routing.router import RoutingState
 from crmcore.rules import model
+from crmcore.rules.ruleset import RuleSet, Trigger
 from crmcore.rules.sql import install_sqlite_functions
 from crmcore.storage import codec
 from crmcore.storage.base import DuplicateEvent, StoreUnavailable
+from crmcore.storage.conditions import trigger_query
 from crmcore.storage.records import (
     Assignment,
     DeadLetter,
@@ -525,6 +527,32 @@ class SqlStore:
 
     def put_fired(self, client_id: str, trigger: str, at: datetime) -> None:
         self._upsert(self.t.trigger_firings, {"client_id": client_id, "trigger": trigger, "at": at}, ["client_id", "trigger"])
+
+    # --- scans inside the database ---------------------------------------------------------
+
+    def trigger_matches(self, rules: RuleSet, trigger: Trigger, now: datetime) -> list[tuple[int, str]]:
+        """``(seq, id)`` of the clients for which condition ``trigger`` holds at ``now``: its
+        ``when`` compiled to SQL and run here, one query. Raises
+        :class:`~crmcore.rules.sql.SqlUnsupported` when SQL cannot express it."""
+        query = trigger_query(self.t, rules, trigger, now)
+        return [] if query is None else [(seq, client_id) for seq, client_id in self._all(query)]
+
+    def scan_candidates(self, rules: RuleSet, now: datetime) -> list[str]:
+        """The clients a trigger scan at ``now`` must visit, in registration order: those
+        for which a condition trigger holds (one query per trigger) and those with an open
+        queue item of one, which may have to be resolved."""
+        found: dict[str, int] = {}
+        for trigger in rules.condition_triggers:
+            found.update((client_id, seq) for seq, client_id in self.trigger_matches(rules, trigger, now))
+        q, c = self.t.queue_items, self.t.clients
+        names = [trigger.name for trigger in rules.condition_triggers]
+        if names:
+            held = (
+                sa.select(c.c.seq, c.c.id).join(q, q.c.client_id == c.c.id)
+                .where(q.c.resolved_at.is_(None), q.c.trigger.in_(names))
+            )
+            found.update((client_id, seq) for seq, client_id in self._all(held))
+        return sorted(found, key=lambda client_id: (found[client_id], client_id))
 
     def queue_items(self, queue: str | None = None, *, open_only: bool = True) -> list[QueueItem]:
         q = self.t.queue_items
