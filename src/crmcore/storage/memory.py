@@ -19,6 +19,7 @@ from crmcore.events import Event
 from crmcore.notify.outbox import MemoryOutbox, OutboxEntry
 from crmcore.routing.router import RoutingState
 from crmcore.rules import model
+from crmcore.rules.windows import History
 from crmcore.storage.base import DuplicateEvent
 from crmcore.storage.records import (
     Assignment,
@@ -157,7 +158,7 @@ class MemoryStore:
         if client_id is not None:
             history = self._history.get(client_id)
             if history is None:
-                history = []
+                history = History()  # windows by bisection (see rules/windows.py)
                 self._journal.set(self._history, client_id, history)
             self._journal.append(history, event)
 
