@@ -1,0 +1,127 @@
+"""``crmcore backtest``: a hand-checked rule change, through the API and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crmcore
+from crmcore.backtest import backtest
+from crmcore.cli import main
+
+OLD = """
+version: 1
+desks:
+  - {id: sales, sla: {first_contact: 1h}}
+  - {id: senior}
+agents:
+  - {id: a1, desk: sales}
+  - {id: a2, desk: sales}
+  - {id: s1, desk: senior}
+scores:
+  lead:
+    rules:
+      - {name: german, when: 'client.country == "DE"', points: 50}
+      - {name: phone, when: 'client.phone_verified', points: 30}
+    bands: {hot: 70, cold: 0}
+routing:
+  registration:
+    - {name: hot, when: 'band.lead == "hot"', assign: {desk: senior}}
+    - {name: rest, when: 'true', assign: {desk: sales, strategy: round_robin}}
+triggers:
+  - {name: big_deposit, on: deposit, when: 'event.amount >= 1000', queue: vip}
+"""
+# The change: hot from 50 points (German leads are hot without a verified phone), and
+# big deposits from 500.
+NEW = OLD.replace("bands: {hot: 70, cold: 0}", "bands: {hot: 50, cold: 0}").replace(
+    "event.amount >= 1000", "event.amount >= 500")
+
+
+def events() -> list[dict[str, Any]]:
+    def reg(cid: str, country: str, phone: bool, minute: int) -> dict[str, Any]:
+        return {"id": f"reg-{cid}", "type": "client_registered", "client_id": cid, "country": country,
+                "phone_verified": phone, "at": f"2026-03-02T09:{minute:02d}:00Z"}
+    return [
+        reg("c1", "DE", True, 0),   # 80: hot in both -> senior
+        reg("c2", "DE", False, 1),  # 50: cold -> sales/a1 before; hot -> senior after
+        reg("c3", "FR", True, 2),   # 30: cold -> sales (a2 before, a1 after: the pointer moved less)
+        reg("c4", "FR", False, 3),  # 0: cold -> sales (a1 before, a2 after)
+        {"id": "d1", "type": "deposit", "client_id": "c3", "amount": 700, "at": "2026-03-02T10:00:00Z"},
+        {"id": "d2", "type": "deposit", "client_id": "c4", "amount": 1500, "at": "2026-03-02T10:01:00Z"},
+        {"id": "d2", "type": "deposit", "client_id": "c4", "amount": 1500, "at": "2026-03-02T10:01:00Z"},
+    ]
+
+
+def test_a_rule_change_is_reported_as_hand_worked() -> None:
+    report = backtest(crmcore.loads(OLD), crmcore.loads(NEW), events())
+    data = report.as_dict()
+    assert report.events == 7 and data["old"]["duplicates"] == data["new"]["duplicates"] == 1
+    assert data["assignments"]["by_desk"] == {
+        "sales": {"old": 3, "new": 2, "change": -1},
+        "senior": {"old": 1, "new": 2, "change": 1},
+    }
+    by_agent = {(row["desk"], row["agent"]): (row["old"], row["new"]) for row in data["assignments"]["by_agent"]}
+    assert by_agent == {("sales", "a1"): (2, 1), ("sales", "a2"): (1, 1), ("senior", "s1"): (1, 2)}
+    assert data["bands"]["lead"] == {"cold": {"old": 3, "new": 2, "change": -1}, "hot": {"old": 1, "new": 2, "change": 1}}
+    assert data["triggers_fired"] == {"big_deposit": {"old": 1, "new": 2, "change": 1}}
+    changes = {c["client_id"]: c for c in data["route_changes"]}
+    assert sorted(changes) == ["c2", "c3", "c4"]
+    old, new = changes["c2"]["old"][0], changes["c2"]["new"][0]
+    assert (old["rule"], old["desk"], old["agent"]) == ("rest", "sales", "a1")
+    assert (new["rule"], new["desk"], new["agent"]) == ("hot", "senior", "s1")
+    assert old["trace"] and new["trace"]  # both traces, to see why
+    assert (changes["c3"]["old"][0]["agent"], changes["c3"]["new"][0]["agent"]) == ("a2", "a1")
+
+
+def test_the_same_rules_change_nothing() -> None:
+    report = backtest(crmcore.loads(OLD), crmcore.loads(OLD), events())
+    data = report.as_dict()
+    assert data["route_changes"] == []
+    assert all(row["change"] == 0 for row in data["assignments"]["by_desk"].values())
+    assert "clients whose route differs: 0" in report.render()
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "old.yaml").write_text(OLD)
+    (tmp_path / "new.yaml").write_text(NEW)
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events()) + "not json\n")
+    return {name: str(tmp_path / name) for name in ("old.yaml", "new.yaml", "events.jsonl")}
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_cli_prints_the_changes_with_both_traces(files: dict[str, str]) -> None:
+    code, out, _ = run("backtest", files["old.yaml"], files["new.yaml"], "--events", files["events.jsonl"])
+    assert code == 0
+    assert "backtest over 8 events" in out and "dead-lettered 1" in out
+    assert "    s1                                1 ->        2        +1 *" in out
+    assert "  big_deposit                         1 ->        2        +1 *" in out
+    assert "clients whose route differs: 3" in out
+    assert "    old: registration: assigned by rest to sales/a1" in out
+    assert "    new: registration: assigned by hot to senior/s1" in out
+    assert "      old registration trace: hot no_match, rest assigned a1\n      new registration trace: hot assigned s1\n" in out
+
+
+def test_the_cli_json_is_the_report(files: dict[str, str]) -> None:
+    code, out, _ = run("backtest", files["old.yaml"], files["new.yaml"], "--events", files["events.jsonl"], "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["triggers_fired"]["big_deposit"] == {"old": 1, "new": 2, "change": 1}
+    assert [c["client_id"] for c in data["route_changes"]] == ["c2", "c3", "c4"]
+
+
+def test_bad_rules_or_a_missing_file_fail_clearly(files: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("version: 1\nscores:\n  lead:\n    rules:\n      - {name: x, when: 'client.nope', points: 1}\n")
+    code, _, err = run("backtest", files["old.yaml"], str(tmp_path / "broken.yaml"), "--events", files["events.jsonl"])
+    assert code == 1 and "broken.yaml:5" in err and "nope" in err
+    code, _, err = run("backtest", files["old.yaml"], files["new.yaml"], "--events", str(tmp_path / "missing.jsonl"))
+    assert code == 1 and "missing.jsonl: no such events file" in err
