@@ -225,8 +225,8 @@ def _pairs(
     """Each event as each rule set reads it: parsed once when their client schemas agree."""
     if isinstance(events, str | Path) or _is_lines(events):
         if dict(old.client_types) == dict(new.client_types):
-            for event in read_events(events, old):
-                yield event, event
+            for parsed in read_events(events, old):
+                yield parsed, parsed
         else:
             yield from zip(read_events(events, old), read_events(events, new), strict=True)
         return
