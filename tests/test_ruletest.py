@@ -215,6 +215,13 @@ def test_history_given_with_ago_feeds_the_activity_windows(tmp_path: Path) -> No
     assert (code, out) == (0, "3 passed, 0 failed\n")
 
 
+def test_a_compact_trade_in_the_history_moves_last_trade_at(tmp_path: Path) -> None:
+    funded = "client: {country: GB, stage: funded, balance: 500}"
+    write_test(tmp_path, case("triggers: [dormant_30d]", client=funded, name="40 days", extra="events: [{type: trade, ago: 40d}]")
+               + case("triggers: []", client=funded, name="10 days", extra="events: [{type: trade, ago: 10d}]"))
+    assert run(tmp_path)[0:2] == (0, "2 passed, 0 failed\n")
+
+
 def test_an_event_the_engine_refuses_is_an_error_of_the_case(tmp_path: Path) -> None:
     path = write_test(tmp_path, case("triggers: []", extra="events: [{type: client_updated, fields: {desk_id: retention}, ago: 1h}]"))
     code, out, _ = run(path)
