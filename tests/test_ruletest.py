@@ -241,6 +241,15 @@ def test_run_case_reports_what_it_exercised(tmp_path: Path) -> None:
     assert outcome.exercised.triggers == set()
 
 
+def test_tests_may_live_inside_the_rules_folder(tmp_path: Path) -> None:
+    # the layout docs/testing-rules.md recommends: rules/tests/*_test.yaml with `rules: ..`
+    rules = tmp_path / "rules"
+    (rules / "tests").mkdir(parents=True)
+    (rules / "broker.yaml").write_text(SPEC_RULES.read_text())
+    write_test(rules / "tests", case("route: {rule: dach, agent: a2}"), rules=Path(".."))
+    assert run(rules)[0:2] == (0, "1 passed, 0 failed\n")
+
+
 # --- selecting, reporting, exit codes ----------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,50 +98,18 @@ def run_case(test: RuleTest) -> Outcome:
 
 
 def _play(test: RuleTest) -> _Actual:
-    rules = test.rules
-    context = case_context(rules, test.case)
+    """Steps 1-5 of :mod:`crmcore.ruletest`; what the engine then keeps."""
+    context = case_context(test.rules, test.case)
     now: datetime = context["now"]
-    history: list[dict[str, Any]] = context["events"]
-    record: dict[str, Any] = dict(context["client"])
-    record["trading"] = context["trading"]
+    record, first_deposit = _starting_record(test, context)
     client_id: str = record["id"]
-    fail = _case_failure(test)
-    registered_at: datetime | None = record["registered_at"]
-    if registered_at is None:
-        registered_at = min([e["at"] for e in history] + [now])
-        record["registered_at"] = registered_at
-    if registered_at > now:
-        raise fail(f"client.registered_at {jsonable(registered_at)} is after now ({jsonable(now)})")
-    ftd: dict[str, Any] | None = None
-    if record["ftd_at"] is not None:
-        if not registered_at <= record["ftd_at"] <= now:
-            raise fail(f"client.ftd_at {jsonable(record['ftd_at'])} is not between registered_at and now")
-        given_stage = test.case.client.get("stage")
-        ftd = {"ftd_at": record["ftd_at"], "ftd_amount": record["ftd_amount"], "stage": given_stage or "funded"}
-        record["ftd_at"] = record["ftd_amount"] = None
-        record["stage"] = infer_stage(record) if given_stage in (None, "funded") else given_stage
-
-    engine = Engine(rules)
-    first = registered_at
+    engine = Engine(test.rules)  # a clean state: no other client, every rotation at its start
     if context["ib"] is not None:
-        engine.handle({"id": "case:ib", "type": "ib_updated", "at": first, "ib": context["ib"]})
-    values = {k: v for k, v in record.items() if k != "id"}
-    registration = ClientRegistered.model_construct(
-        type="client_registered", id="case:registration", client_id=client_id, at=registered_at, **values,
-    )
-    timeline: list[tuple[datetime, int, Mapping[str, Any], str]] = []
-    if ftd is not None:
-        update = {"id": "case:ftd", "type": "client_updated", "client_id": client_id, "at": ftd["ftd_at"], "fields": ftd}
-        timeline.append((ftd["ftd_at"], 0, update, "client.ftd_at (the first deposit)"))
-    for index, record in enumerate(history):
-        timeline.append((record["at"], 1, record, f"events[{index}] ({record['type']})"))
-    timeline.sort(key=lambda entry: (entry[0], entry[1]))
-    steps: list[tuple[ClientRegistered | Mapping[str, Any], str]] = [(registration, "the client's registration")]
-    steps += [(event, what) for _, _, event, what in timeline]
-    for event, what in steps:
+        engine.handle({"id": "case:ib", "type": "ib_updated", "at": record["registered_at"], "ib": context["ib"]})
+    for event, what in _timeline(record, first_deposit, context["events"]):
         result = engine.handle(event)
         if result.dead_lettered:
-            raise fail(f"{what}: the engine cannot apply it: {result.error}")
+            raise _failure(test, f"{what}: the engine cannot apply it: {result.error}")
     engine.scan(now)
     decisions = engine.store.decisions(client_id)
     return _Actual(
@@ -154,10 +122,51 @@ def _play(test: RuleTest) -> _Actual:
     )
 
 
-def _case_failure(test: RuleTest) -> Callable[[str], RuleTestError]:
-    def fail(message: str) -> RuleTestError:
-        return RuleTestError(test.path, test.line, message)
-    return fail
+def _starting_record(test: RuleTest, context: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The client as they register (every field the case gives, with its registration time),
+    and the fields their first deposit sets later when the case gives ``ftd_at``."""
+    now: datetime = context["now"]
+    record: dict[str, Any] = dict(context["client"])
+    record["trading"] = context["trading"]
+    if record["registered_at"] is None:
+        record["registered_at"] = min([event["at"] for event in context["events"]] + [now])
+    registered_at: datetime = record["registered_at"]
+    if registered_at > now:
+        raise _failure(test, f"client.registered_at {jsonable(registered_at)} is after now ({jsonable(now)})")
+    if record["ftd_at"] is None:
+        return record, None
+    if not registered_at <= record["ftd_at"] <= now:
+        raise _failure(test, f"client.ftd_at {jsonable(record['ftd_at'])} is not between registered_at and now")
+    given_stage = test.case.client.get("stage")
+    first_deposit = {"ftd_at": record["ftd_at"], "ftd_amount": record["ftd_amount"], "stage": given_stage or "funded"}
+    record["ftd_at"] = record["ftd_amount"] = None
+    record["stage"] = infer_stage(record) if given_stage in (None, "funded") else given_stage
+    return record, first_deposit
+
+
+def _timeline(
+    record: Mapping[str, Any], first_deposit: Mapping[str, Any] | None, history: Sequence[Mapping[str, Any]],
+) -> list[tuple[ClientRegistered | Mapping[str, Any], str]]:
+    """The events the engine handles, in order, each with how a failure names it: the
+    registration, then the first deposit of ``ftd_at`` and the history by time."""
+    client_id = record["id"]
+    registration = ClientRegistered.model_construct(  # every field of the record: none is dropped
+        type="client_registered", id="case:registration", client_id=client_id, at=record["registered_at"],
+        **{name: value for name, value in record.items() if name != "id"},
+    )
+    later: list[tuple[datetime, int, Mapping[str, Any], str]] = []
+    if first_deposit is not None:  # a client_updated: it hands over, and counts in no activity window
+        at = first_deposit["ftd_at"]
+        update = {"id": "case:ftd", "type": "client_updated", "client_id": client_id, "at": at, "fields": first_deposit}
+        later.append((at, 0, update, "client.ftd_at (the first deposit)"))
+    for index, event in enumerate(history):
+        later.append((event["at"], 1, event, f"events[{index}] ({event['type']})"))
+    later.sort(key=lambda entry: (entry[0], entry[1]))
+    return [(registration, "the client's registration"), *((event, what) for _, _, event, what in later)]
+
+
+def _failure(test: RuleTest, message: str) -> RuleTestError:
+    return RuleTestError(test.path, test.line, message)
 
 
 # --- comparing ----------------------------------------------------------------------------------
