@@ -139,6 +139,7 @@ def test_a_failure_shows_the_explain_trace_of_the_case(tmp_path: Path) -> None:
     write_test(tmp_path, case("score: {lead: 60}"))
     _, out, _ = run(tmp_path)
     assert "  explain:" in out
+    assert "    timeline: 2026-03-01T10:00:00Z registration; 2026-03-01T12:00:00Z scan" in out
     assert "      score lead = 20 (band cold): tier1_country +20" in out
     assert "    routing registration at 2026-03-01T10:00:00Z (registration): assigned by dach, desk sales-general, agent a2" in out
     assert "      designated_manager: no_match" in out

@@ -77,6 +77,7 @@ class _Actual:
     decisions: Sequence[Decision]
     fired: tuple[str, ...]
     notifications: tuple[Notification, ...]
+    timeline: tuple[str, ...]  # what the engine handled, in order, with its time
 
 
 def run_case(test: RuleTest) -> Outcome:
@@ -106,11 +107,14 @@ def _play(test: RuleTest) -> _Actual:
     engine = Engine(test.rules)  # a clean state: no other client, every rotation at its start
     if context["ib"] is not None:
         engine.handle({"id": "case:ib", "type": "ib_updated", "at": record["registered_at"], "ib": context["ib"]})
+    timeline: list[str] = []
     for event, what in _timeline(record, first_deposit, context["events"]):
         result = engine.handle(event)
         if result.dead_lettered:
             raise _failure(test, f"{what}: the engine cannot apply it: {result.error}")
+        timeline.append(_moment(event))
     engine.scan(now)
+    timeline.append(f"{jsonable(now)} scan")
     decisions = engine.store.decisions(client_id)
     return _Actual(
         client_id=client_id,
@@ -119,7 +123,22 @@ def _play(test: RuleTest) -> _Actual:
         decisions=decisions,
         fired=tuple(dict.fromkeys(name for d in decisions for name in d.fired)),
         notifications=tuple(n for d in decisions for n in d.notifications),
+        timeline=tuple(timeline),
     )
+
+
+def _moment(event: ClientRegistered | Mapping[str, Any]) -> str:
+    """One line of the timeline: ``2026-03-10T10:00:00Z withdrawal failed 800``."""
+    if isinstance(event, ClientRegistered):
+        return f"{jsonable(event.at)} registration"
+    if event["id"] == "case:ftd":
+        return f"{jsonable(event['at'])} first deposit (ftd_at)"
+    details = [event["type"]]
+    if event["type"] in ("deposit", "withdrawal"):
+        details += [str(event.get("status") or "completed"), _number(event["amount"])]
+    elif event["type"] == "contact":
+        details += [str(event["outcome"]), f"by {event['agent_id']}"]
+    return f"{jsonable(event['at'])} {' '.join(details)}"
 
 
 def _starting_record(test: RuleTest, context: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -262,7 +281,7 @@ def _trace(actual: _Actual) -> list[str]:
     """Why the case came out as it did: scores with their points, the routings with their
     traces, the triggers that fired, the notifications."""
     explained = actual.explained
-    lines = [f"at {jsonable(actual.now)}:"]
+    lines = [f"timeline: {'; '.join(actual.timeline)}", f"at {jsonable(actual.now)}:"]
     for name, value in explained["scores"].items():
         points = ", ".join(f"{rule} {_signed(p)}" for rule, p in explained["breakdown"].get(name, {}).items())
         lines.append(f"  score {name} = {_number(value)} (band {_text(explained['bands'].get(name))})"
@@ -297,7 +316,11 @@ def _trace(actual: _Actual) -> list[str]:
 
 def _cause(decision: Decision) -> str:
     if decision.cause == "event":
-        return "registration" if decision.event_id == "case:registration" else f"event {decision.event_id}"
+        named = {"case:registration": "registration", "case:ftd": "first deposit (ftd_at)"}
+        if decision.event_id in named:
+            return named[decision.event_id]
+        source, _, index = decision.event_id.rpartition("#")  # the case's history: `{case}#{index}`
+        return f"events[{index}]" if source and index.isdigit() else f"event {decision.event_id}"
     return decision.cause.replace("_", " ")
 
 
