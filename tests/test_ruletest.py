@@ -227,7 +227,7 @@ def test_an_event_the_engine_refuses_is_an_error_of_the_case(tmp_path: Path) -> 
     path = write_test(tmp_path, case("triggers: []", extra="events: [{type: client_updated, fields: {desk_id: retention}, ago: 1h}]"))
     code, out, _ = run(path)
     assert code == 1
-    assert out.splitlines()[0].startswith(f"ERROR {path}:4: events[0] (client_updated): the engine cannot apply it: ")
+    assert out.splitlines()[0].startswith(f"ERROR {path}:6: events[0] (client_updated): the engine cannot apply it: ")
     assert out.splitlines()[-1] == "0 passed, 1 failed"
 
 
@@ -410,11 +410,19 @@ def test_an_unknown_band_in_expect_is_an_error(tmp_path: Path) -> None:
     assert error == f"ERROR {path}:5: expect.band.lead: 'tepid' is not a band of lead (hot, warm, cold)"
 
 
-def test_an_unknown_client_field_is_an_error_of_its_case(tmp_path: Path) -> None:
-    path = write_test(tmp_path, case("score: {lead: 20}", client="client: {country: DE, contry: DE}"))
+def test_an_unknown_client_field_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path = write_test(tmp_path, case("score: {lead: 20}", client="client:\n    country: DE\n    contry: DE"))
     code, out, _ = run(path)
     assert code == 1
-    assert out.splitlines()[0].startswith(f"ERROR {path}:4: client.contry: unknown field")
+    assert out.splitlines()[0].startswith(f"ERROR {path}:7: client.contry: unknown field")
+
+
+def test_a_bad_history_event_is_an_error_at_its_line(tmp_path: Path) -> None:
+    history = "events:\n  - {type: login, ago: 1d}\n  - {type: deposit, ago: 2d}"
+    path = write_test(tmp_path, case("score: {lead: 20}", extra=history))
+    code, out, _ = run(path)
+    assert code == 1
+    assert out.splitlines()[0] == f"ERROR {path}:8: events[1]: deposit.amount: Field required"
 
 
 def test_a_case_without_now_is_an_error(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ with the file and line."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from crmcore.rules.diagnostics import CrmError
 
 __all__ = [
     "TEST_FILE_SUFFIXES", "Expect", "RuleTest", "RuleTestError", "case_error", "discover",
-    "is_test_file", "load_test_file",
+    "field_line", "is_test_file", "load_test_file",
 ]
 
 TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
@@ -85,6 +86,7 @@ class RuleTest:
     rules: RuleSet
     case: Case
     expect: Expect
+    field_lines: Mapping[str, int] = field(default_factory=dict, repr=False)  # "client.country", "events[0]" -> line
 
     @property
     def location(self) -> str:
@@ -203,14 +205,32 @@ def _test(path: Path, index: int, entry: Any, file_now: Any, rules: RuleSet, lin
     given = {k: v for k, v in entry.items() if k != "expect"}
     if "now" not in given and file_now is not None:
         given["now"] = file_now
+    field_lines = _field_lines(entry, index, lines)
     try:
         case = load_case(given, name=f"{path}:{line}")
     except CaseError as err:
-        raise case_error(path, line, err) from None
+        raise case_error(path, line, err, field_lines) from None
     if case.now is None:
         raise RuleTestError(path, line, "'now' is required (in the file, or in the case)")
     expect = _expect(path, (index,), entry.get("expect"), rules, lines)
-    return RuleTest(path, line, name, rules, case, expect)
+    return RuleTest(path, line, name, rules, case, expect, field_lines)
+
+
+def _field_lines(entry: Mapping[str, Any], index: int, lines: _Lines) -> dict[str, int]:
+    """The lines of a case's fields as its errors name them: ``client.country``, ``events[0]``."""
+    found: dict[str, int] = {}
+    for root in ("client", "ib", "trading"):
+        values = entry.get(root)
+        for name in values if isinstance(values, Mapping) else ():
+            line = lines.key("cases", index, root, name)
+            if line is not None:
+                found[f"{root}.{name}"] = line
+    events = entry.get("events")
+    for number in range(len(events) if isinstance(events, list) else 0):
+        line = lines.at("cases", index, "events", number)
+        if line is not None:
+            found[f"events[{number}]"] = line
+    return found
 
 
 def _expect(path: Path, where: tuple[int], given: Any, rules: RuleSet, lines: _Lines) -> Expect:
@@ -309,6 +329,18 @@ def _notifications(given: Any, fail: Callable[..., RuleTestError]) -> tuple[Mapp
     return tuple(out)
 
 
-def case_error(path: Path, line: int, err: CaseError) -> RuleTestError:
-    """A case's error at the case's line (its message is prefixed with ``file:line: ``)."""
-    return RuleTestError(path, line, str(err).removeprefix(f"{path}:{line}: "))
+def case_error(path: Path, line: int, err: CaseError, field_lines: Mapping[str, int] | None = None) -> RuleTestError:
+    """A case's error (its message is prefixed with ``file:line: `` of the case), at the line
+    of the field it names first."""
+    message = str(err).removeprefix(f"{path}:{line}: ")
+    return RuleTestError(path, field_line(message, field_lines or {}, line), message)
+
+
+_FIELD = re.compile(r"[a-z_]+(\.[A-Za-z0-9_]+|\[\d+\])")
+
+
+def field_line(message: str, field_lines: Mapping[str, int], default: int) -> int:
+    """The line of the field a message starts with (``client.contry: unknown field``,
+    ``events[1] ...``), else ``default``."""
+    named = _FIELD.match(message)
+    return field_lines.get(named.group(0), default) if named is not None else default

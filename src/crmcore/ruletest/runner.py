@@ -16,7 +16,7 @@ from crmcore.events import ClientRegistered
 from crmcore.notify.notification import Notification, client_recipient
 from crmcore.rules import RuleSet
 from crmcore.rules.values import infer_stage
-from crmcore.ruletest.files import Expect, RuleTest, RuleTestError, case_error
+from crmcore.ruletest.files import Expect, RuleTest, RuleTestError, case_error, field_line
 from crmcore.serialize import jsonable
 from crmcore.storage.records import Decision
 
@@ -89,7 +89,7 @@ def run_case(test: RuleTest) -> Outcome:
     except RuleTestError as err:
         outcome.error = err
     except CaseError as err:
-        outcome.error = case_error(test.path, test.line, err)
+        outcome.error = case_error(test.path, test.line, err, test.field_lines)
     else:
         outcome.failures = _compare(test.expect, actual)
         outcome.trace = _trace(actual)
@@ -185,7 +185,7 @@ def _timeline(
 
 
 def _failure(test: RuleTest, message: str) -> RuleTestError:
-    return RuleTestError(test.path, test.line, message)
+    return RuleTestError(test.path, field_line(message, test.field_lines, test.line), message)
 
 
 # --- comparing ----------------------------------------------------------------------------------
