@@ -155,6 +155,25 @@ def test_each_case_starts_from_a_clean_state(tmp_path: Path) -> None:
     assert run(tmp_path)[0:2] == (0, "2 passed, 0 failed\n")
 
 
+def test_route_is_the_rules_routing_not_an_sla_reassignment_at_the_scan(tmp_path: Path) -> None:
+    # registered two hours before now: the senior desk's 2h first-contact SLA is due at the scan
+    hot = ("client: {country: DE, language: de, registered_at: 2026-03-01T10:00:00Z, "
+           "kyc_submitted_at: 2026-03-01T11:00:00Z, email_clicks: 2}")
+    expected = """\
+        band: {lead: hot}
+        route: {rule: hot, desk: sales-senior, agent: a1}
+        notifications:
+          - {kind: assigned, recipient: a1}
+          - {kind: assigned_to_team, recipient: m1}
+          - {kind: sla_breach, recipient: m1}
+          - {kind: assigned, recipient: a2}
+          - {kind: assigned_to_team, recipient: m2}
+        """
+    write_test(tmp_path, case(expected, client=hot, extra="ib: {id: IB1, quality: 150}"))
+    code, out, _ = run(tmp_path)
+    assert (code, out) == (0, "1 passed, 0 failed\n")
+
+
 def test_an_on_trigger_fires_on_an_event_of_the_history(tmp_path: Path) -> None:
     funded = ("client: {country: GB, registered_at: 2026-01-01T10:00:00Z, ftd_at: 2026-01-02T10:00:00Z, "
               "ftd_amount: 500, last_trade_at: 2026-02-28T10:00:00Z}")

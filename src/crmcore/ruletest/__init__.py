@@ -35,7 +35,8 @@ How a case runs (:func:`run_case`), on a fresh :class:`~crmcore.Engine` with a
 5. ``scan(now)``: first-contact SLA checks and the condition triggers.
 
 Then ``score`` and ``band`` are the client's at ``now`` (as the engine then keeps them),
-``route`` the client's latest routing (registration, the FTD hand-over, an SLA reassignment),
+``route`` the client's latest routing by the rules (the registration, or the FTD hand-over;
+not a reassignment after an SLA breach at the scan),
 ``triggers`` the triggers that fired during 2-5 (cooldowns allowing), ``notifications``
 everything the case notified.
 """

@@ -18,7 +18,7 @@ from crmcore.rules import RuleSet
 from crmcore.rules.values import infer_stage
 from crmcore.ruletest.files import Expect, RuleTest, RuleTestError, case_error, field_line
 from crmcore.serialize import jsonable
-from crmcore.storage.records import Decision
+from crmcore.storage.records import Decision, routing_dict
 
 __all__ = ["Exercised", "Outcome", "run_case"]
 
@@ -203,7 +203,7 @@ def _compare(expect: Expect, actual: _Actual) -> list[str]:
         if got_band != wanted_band:
             failures.append(f"band.{name}: expected {_text(wanted_band)}, got {_text(got_band)}")
     if expect.route is not None:
-        routing = explained["routing"] or {}
+        routing = _route(actual.decisions)
         for key, wanted_value in expect.route.items():
             got_value = routing.get(key)
             if got_value != wanted_value:
@@ -219,6 +219,17 @@ def _compare(expect: Expect, actual: _Actual) -> list[str]:
     if expect.notifications is not None:
         failures += _compare_notifications(expect.notifications, actual)
     return failures
+
+
+def _route(decisions: Sequence[Decision]) -> dict[str, Any]:
+    """What ``route`` is compared with: the latest routing the client's own events made (the
+    registration, or the FTD hand-over). A re-routing the scan makes after a first-contact SLA
+    breach is not the rules' routing of the client but what happens when nobody calls them;
+    the trace and the notifications show it."""
+    for decision in reversed(decisions):
+        if decision.routing is not None and decision.cause == "event":
+            return routing_dict(decision.stage, decision.routing)
+    return {}
 
 
 def _notification_view(note: Notification, client_id: str) -> dict[str, str]:
