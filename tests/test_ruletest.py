@@ -449,6 +449,11 @@ def test_a_case_without_now_is_an_error(tmp_path: Path) -> None:
     assert error == f"ERROR {path}:3: 'now' is required (in the file, or in the case)"
 
 
+def test_a_bad_now_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path, error = broken(tmp_path, f"rules: {SPEC_RULES}\nnow: soon\ncases:\n  - client: {{country: DE}}\n")
+    assert error == f"ERROR {path}:2: now is not an ISO 8601 timestamp: 'soon'"
+
+
 def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
     code, out, _ = run(tmp_path / "nope")
     assert code == 1

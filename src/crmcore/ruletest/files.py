@@ -4,6 +4,7 @@ with the file and line."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -225,6 +226,9 @@ def _field_lines(entry: Mapping[str, Any], index: int, lines: _Lines) -> dict[st
             line = lines.key("cases", index, root, name)
             if line is not None:
                 found[f"{root}.{name}"] = line
+    now_line = lines.key("cases", index, "now") if "now" in entry else lines.key("now")
+    if now_line is not None:
+        found["now"] = now_line
     events = entry.get("events")
     for number in range(len(events) if isinstance(events, list) else 0):
         line = lines.at("cases", index, "events", number)
@@ -252,7 +256,7 @@ def _expect(path: Path, where: tuple[int], given: Any, rules: RuleSet, lines: _L
         for name, value in _mapping(given["score"], fail, "score").items():
             if name not in rules.scores:
                 raise fail(f"expect.score: unknown score {name!r} (the rules have {_names(rules.scores)})", "score", name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
                 raise fail(f"expect.score.{name} must be a number, got {value!r}", "score", name)
             score[name] = float(value)
     if "band" in given:
@@ -336,7 +340,7 @@ def case_error(path: Path, line: int, err: CaseError, field_lines: Mapping[str, 
     return RuleTestError(path, field_line(message, field_lines or {}, line), message)
 
 
-_FIELD = re.compile(r"[a-z_]+(\.[A-Za-z0-9_]+|\[\d+\])")
+_FIELD = re.compile(r"[a-z_]+(\.[A-Za-z0-9_]+|\[\d+\])?")
 
 
 def field_line(message: str, field_lines: Mapping[str, int], default: int) -> int:
