@@ -199,6 +199,15 @@ def test_a_client_given_as_funded_is_handed_over_at_ftd_at(tmp_path: Path) -> No
     assert run(tmp_path)[0] == 0
 
 
+def test_a_client_without_registered_at_registers_before_all_the_case_knows(tmp_path: Path) -> None:
+    funded = "client: {country: GB, ftd_at: 2026-01-02T10:00:00Z, last_trade_at: 2026-01-20T10:00:00Z, balance: 500}"
+    path = write_test(tmp_path, case("route: {rule: to_retention, agent: r1}\ntriggers: [dormant_30d]", client=funded))
+    code, out, _ = run(path, "-v")
+    assert code == 0, out
+    outcome = run_case(load_test_file(path)[0])
+    assert "timeline: 2026-01-02T10:00:00Z registration; 2026-01-02T10:00:00Z first deposit (ftd_at); " in outcome.trace[0]
+
+
 def test_a_first_deposit_in_the_history_hands_the_client_over(tmp_path: Path) -> None:
     write_test(tmp_path, case("route: {rule: to_retention, agent: r1}", extra="events: [{type: deposit, amount: 100, ago: 1h}]"))
     assert run(tmp_path)[0] == 0

@@ -22,7 +22,8 @@ How a case runs (:func:`run_case`), on a fresh :class:`~crmcore.Engine` with a
 :class:`~crmcore.MemoryStore` — no other clients, every rotation at its start:
 
 1. The IB (``ib``) is known to the store.
-2. The client registers at ``registered_at`` (default: the first event's time, else ``now``)
+2. The client registers at ``registered_at`` (default: the earliest of their timestamps and
+   events, else ``now``)
    with every field the case gives (the record of :func:`crmcore.case.case_context`:
    built-in and schema defaults, ``stage`` implied by the timestamps): scores and
    registration routing see the client as the case describes them.

@@ -102,13 +102,13 @@ def _play(test: RuleTest) -> _Actual:
     """Steps 1-5 of :mod:`crmcore.ruletest`; what the engine then keeps."""
     context = case_context(test.rules, test.case)
     now: datetime = context["now"]
-    record, first_deposit = _starting_record(test, context)
+    record, registered_at, first_deposit = _starting_record(test, context)
     client_id: str = record["id"]
     engine = Engine(test.rules)  # a clean state: no other client, every rotation at its start
     if context["ib"] is not None:
-        engine.handle({"id": "case:ib", "type": "ib_updated", "at": record["registered_at"], "ib": context["ib"]})
+        engine.handle({"id": "case:ib", "type": "ib_updated", "at": registered_at, "ib": context["ib"]})
     timeline: list[str] = []
-    for event, what in _timeline(record, first_deposit, context["events"]):
+    for event, what in _timeline(record, registered_at, first_deposit, context["events"]):
         result = engine.handle(event)
         if result.dead_lettered:
             raise _failure(test, f"{what}: the engine cannot apply it: {result.error}")
@@ -141,36 +141,43 @@ def _moment(event: ClientRegistered | Mapping[str, Any]) -> str:
     return f"{jsonable(event['at'])} {' '.join(details)}"
 
 
-def _starting_record(test: RuleTest, context: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The client as they register (every field the case gives, with its registration time),
-    and the fields their first deposit sets later when the case gives ``ftd_at``."""
+def _starting_record(
+    test: RuleTest, context: Mapping[str, Any],
+) -> tuple[dict[str, Any], datetime, dict[str, Any] | None]:
+    """The client as they register (every field the case gives), when they register, and
+    the fields their first deposit sets later when the case gives ``ftd_at``.
+
+    A case without ``registered_at`` registers before anything it knows of the client: at
+    the earliest of their timestamps and events, else at ``now``."""
     now: datetime = context["now"]
     record: dict[str, Any] = dict(context["client"])
     record["trading"] = context["trading"]
-    if record["registered_at"] is None:
-        record["registered_at"] = min([event["at"] for event in context["events"]] + [now])
-    registered_at: datetime = record["registered_at"]
+    registered_at: datetime | None = record["registered_at"]
+    if registered_at is None:
+        known = [value for name, value in record.items() if name.endswith("_at") and isinstance(value, datetime)]
+        registered_at = record["registered_at"] = min([*known, *(event["at"] for event in context["events"]), now])
     if registered_at > now:
         raise _failure(test, f"client.registered_at {jsonable(registered_at)} is after now ({jsonable(now)})")
     if record["ftd_at"] is None:
-        return record, None
+        return record, registered_at, None
     if not registered_at <= record["ftd_at"] <= now:
         raise _failure(test, f"client.ftd_at {jsonable(record['ftd_at'])} is not between registered_at and now")
     given_stage = test.case.client.get("stage")
     first_deposit = {"ftd_at": record["ftd_at"], "ftd_amount": record["ftd_amount"], "stage": given_stage or "funded"}
     record["ftd_at"] = record["ftd_amount"] = None
     record["stage"] = infer_stage(record) if given_stage in (None, "funded") else given_stage
-    return record, first_deposit
+    return record, registered_at, first_deposit
 
 
 def _timeline(
-    record: Mapping[str, Any], first_deposit: Mapping[str, Any] | None, history: Sequence[Mapping[str, Any]],
+    record: Mapping[str, Any], registered_at: datetime, first_deposit: Mapping[str, Any] | None,
+    history: Sequence[Mapping[str, Any]],
 ) -> list[tuple[ClientRegistered | Mapping[str, Any], str]]:
     """The events the engine handles, in order, each with how a failure names it: the
     registration, then the first deposit of ``ftd_at`` and the history by time."""
     client_id = record["id"]
     registration = ClientRegistered.model_construct(  # every field of the record: none is dropped
-        type="client_registered", id="case:registration", client_id=client_id, at=record["registered_at"],
+        type="client_registered", id="case:registration", client_id=client_id, at=registered_at,
         **{name: value for name, value in record.items() if name != "id"},
     )
     later: list[tuple[datetime, int, Mapping[str, Any], str]] = []
