@@ -23,10 +23,9 @@ How a case runs (:func:`run_case`), on a fresh :class:`~crmcore.Engine` with a
 
 1. The IB (``ib``) is known to the store.
 2. The client registers at ``registered_at`` (default: the earliest of their timestamps and
-   events, else ``now``)
-   with every field the case gives (the record of :func:`crmcore.case.case_context`:
-   built-in and schema defaults, ``stage`` implied by the timestamps): scores and
-   registration routing see the client as the case describes them.
+   events, else ``now``) with every field the case gives (the record of
+   :func:`crmcore.case.case_context`: built-in and schema defaults, ``stage`` implied by the
+   timestamps): scores and registration routing see the client as the case describes them.
 3. A client the case gives as funded (``ftd_at``) makes the first deposit at ``ftd_at``: a
    ``client_updated`` setting ``ftd_at``, ``ftd_amount`` and the stage, which hands the client
    over by the ``ftd`` rules (it adds no deposit to the activity windows).
