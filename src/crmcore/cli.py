@@ -281,13 +281,9 @@ def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     below = False
     if args.coverage or args.min_coverage is not None:
         covered = coverage(report.outcomes)
-        out.write(f"coverage: {covered.exercised} of {covered.total} rules, bands, routes and triggers "
-                  f"exercised ({covered.percent:.1f}%)\n")
-        if covered.missed:
-            out.write("not exercised by any case:\n")
-            out.writelines(f"  {item}\n" for item in covered.missed)
-        if args.min_coverage is not None and covered.percent < args.min_coverage:
-            below = True
+        out.write(covered.render())
+        below = args.min_coverage is not None and covered.percent < args.min_coverage
+        if below:
             out.write(f"coverage {covered.percent:.1f}% is below --min-coverage {args.min_coverage:g}%\n")
     ran = len(report.outcomes)
     if ran == 0:

@@ -34,6 +34,13 @@ class Coverage:
     def percent(self) -> float:
         return 100.0 if self.total == 0 else 100.0 * self.exercised / self.total
 
+    def render(self) -> str:
+        """The share exercised, then each item no case exercised, one a line."""
+        lines = [f"coverage: {self.exercised} of {self.total} rules, bands, routes and triggers exercised ({self.percent:.1f}%)"]
+        if self.missed:
+            lines += ["not exercised by any case:", *(f"  {item}" for item in self.missed)]
+        return "\n".join(lines) + "\n"
+
 
 def coverage(outcomes: Iterable[Outcome]) -> Coverage:
     """The coverage of the rule sets the ``outcomes`` ran against (each counted once)."""
