@@ -104,11 +104,15 @@ class _Lines:
 
     def __init__(self, node: yaml.Node | None):
         self.lines: dict[tuple[Any, ...], int] = {}
+        self._walked: set[int] = set()
         if node is not None:
             self._walk(node, ())
 
     def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
         self.lines[path] = node.start_mark.line + 1
+        if id(node) in self._walked:  # an alias (`*funded`): its own lines are known, and it may be recursive
+            return
+        self._walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode):
