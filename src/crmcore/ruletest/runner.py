@@ -15,6 +15,7 @@ from crmcore.engine import Engine
 from crmcore.events import ClientRegistered
 from crmcore.notify.notification import Notification, client_recipient
 from crmcore.rules import RuleSet
+from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.values import infer_stage
 from crmcore.ruletest.files import Expect, RuleTest, RuleTestError, case_error, field_line
 from crmcore.serialize import jsonable
@@ -90,6 +91,10 @@ def run_case(test: RuleTest) -> Outcome:
         outcome.error = err
     except CaseError as err:
         outcome.error = case_error(test.path, test.line, err, test.field_lines)
+    except CrmError as err:  # the rules fail on this client (an evaluation error), ...
+        outcome.error = RuleTestError(test.path, test.line, str(err))
+    except Exception as err:  # ... or crmcore itself: one case must not end the whole run
+        outcome.error = RuleTestError(test.path, test.line, f"the case could not run: {type(err).__name__}: {err}")
     else:
         outcome.failures = _compare(test.expect, actual)
         outcome.trace = _trace(actual)
