@@ -79,6 +79,15 @@ def test_every_example_rule_band_route_and_trigger_is_exercised() -> None:
     assert "(100.0%)" in out.splitlines()[0]
 
 
+def test_the_test_file_shown_in_the_docs_passes(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "testing-rules.md").read_text()
+    shown = re.search(r"## A test file\n\n```yaml\n(.*?)```", doc, re.S)
+    assert shown is not None
+    path = tmp_path / "doc_test.yaml"
+    path.write_text(shown.group(1).replace("rules: ../rules", f"rules: {ROOT / 'examples' / 'rules'}"))
+    assert run(path) == (0, "2 passed, 0 failed\n", "")
+
+
 # --- each expectation, passing and failing -----------------------------------------------------
 
 
