@@ -9,6 +9,7 @@ A *case* is a mapping (a YAML or JSON file for ``crmcore explain --client``, one
     trading: {balance: 1200, equity: 900}      # optional: the last account snapshot
     events:                                    # optional history up to and including now
       - {type: deposit, amount: 500, ago: 40d} # `ago` (before now) or an explicit `at`
+      - {type: trade, ago: 3d}                 # a trade's volume and pnl default to 0
     now: 2026-03-01T12:00:00Z                  # required (or given by the caller)
 
 The client record is the client *at* ``now``: the fields given, the built-in defaults
@@ -49,6 +50,13 @@ DEFAULT_CLIENT_ID = "client"
 """The client's id when the case gives none."""
 
 _KEYS = frozenset({"name", "client", "ib", "trading", "events", "now", "expect"})
+
+# A history entry may leave these out ({type: trade, ago: 40d}): a trade of no volume and no
+# P&L (it counts in trades.count and moves last_trade_at), a completed withdrawal.
+_HISTORY_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "trade": {"volume": 0, "pnl": 0},
+    "withdrawal": {"status": "completed"},
+}
 
 
 class CaseError(CrmError):
@@ -316,6 +324,8 @@ def _history(rules: RuleSet, case: Case, client_id: str, now: datetime) -> list[
         if at > now:
             raise case.error(f"{where}: at {jsonable(at)} is after now ({jsonable(now)})")
         data["at"] = at
+        for name, value in _HISTORY_DEFAULTS.get(str(data.get("type")), {}).items():
+            data.setdefault(name, value)
         data.setdefault("id", f"{case.source}#{index}")
         data.setdefault("client_id", client_id)
         try:

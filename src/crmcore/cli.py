@@ -244,6 +244,55 @@ def _explain_events(rules: RuleSet, case: Case, args: argparse.Namespace, err: T
     return engine.explain(client_id, now=_moment(args.now) if args.now else None)
 
 
+def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run rule tests: the *_test.yaml files under each PATH (a file named directly is taken
+    whatever its name). Each case runs on a fresh engine and its expectations (score, band,
+    route, triggers, notifications) are checked; every failure is printed with expected vs
+    actual and the case's explain trace, and the last line is `N passed, M failed`.
+
+    --run REGEX runs the cases whose name (or file::name) it matches; --junit FILE writes
+    JUnit XML; --coverage lists every score rule, band, routing rule and trigger no case
+    exercised; --min-coverage P fails below P percent (and implies --coverage).
+    Exit status 1 on any failure or broken test file, when no test ran, or below
+    --min-coverage; 0 otherwise."""
+    import re
+
+    from crmcore.ruletest import coverage, junit_xml, run_tests
+
+    try:
+        select = re.compile(args.select) if args.select is not None else None
+    except re.error as error:
+        raise _Failure(f"--run {args.select!r} is not a regular expression: {error}") from None
+    if args.min_coverage is not None and not 0 <= args.min_coverage <= 100:
+        raise _Failure(f"--min-coverage {args.min_coverage:g} is not a percentage (0 to 100)")
+    report = run_tests(args.paths, select)
+    for outcome in report.outcomes:
+        if outcome.passed:
+            if args.verbose:
+                assert outcome.test is not None
+                out.write(f"PASS {outcome.test.location}: {outcome.test.name}\n")
+        else:
+            out.write(outcome.render() + "\n")
+    if args.junit is not None:
+        try:
+            Path(args.junit).write_text(junit_xml(report), encoding="utf-8")
+        except OSError as error:
+            raise _Failure(f"{args.junit}: cannot write the JUnit report: {error.strerror or error}") from None
+    below = False
+    if args.coverage or args.min_coverage is not None:
+        covered = coverage(report.outcomes)
+        out.write(covered.render())
+        below = args.min_coverage is not None and covered.percent < args.min_coverage
+        if below:
+            out.write(f"coverage {covered.percent:.1f}% is below --min-coverage {args.min_coverage:g}%\n")
+    ran = len(report.outcomes)
+    if ran == 0:
+        out.write("no rule test ran" + (f" (--run {args.select!r} matched no case)" if select is not None else
+                                         " (no *_test.yaml file found)") + "\n")
+    out.write(report.summary + "\n")
+    return 1 if report.failed or ran == 0 or below else 0
+
+
 _DEFAULT_DB = "sqlite:///crmcore.db"
 
 
@@ -461,6 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--events", metavar="FILE", help="process these events first, then explain client.id")
     explain.add_argument("--now", metavar="T", help="the time of the evaluation (ISO 8601); overrides the case's now")
     explain.set_defaults(run=cmd_explain)
+    test = commands.add_parser(
+        "test", help="run rule tests (*_test.yaml)", description=inspect.cleandoc(cmd_test.__doc__ or ""),
+        formatter_class=formatter,
+    )
+    test.add_argument("paths", nargs="+", metavar="PATH", help="rule-test files or folders")
+    test.add_argument("--run", dest="select", metavar="REGEX", help="only the cases whose name matches")
+    test.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    test.add_argument("--coverage", action="store_true", help="list what no case exercised")
+    test.add_argument("--min-coverage", type=float, metavar="P", help="fail when coverage is below P percent")
+    test.add_argument("-v", "--verbose", action="store_true", help="also list the cases that pass")
+    test.set_defaults(run=cmd_test)
     scan = commands.add_parser(
         "scan", help="SLA checks and condition triggers at a time", description=inspect.cleandoc(cmd_scan.__doc__ or ""),
         formatter_class=formatter,

@@ -1,0 +1,79 @@
+"""The pytest plugin: ``pytest`` collects rule tests (``*_test.yaml``, SPEC §9) as test items,
+one per case, run by the same runner as ``crmcore test``.
+
+Installed with crmcore (entry point ``pytest11``: ``crmcore``), so a broker's CI needs nothing
+else than ``pytest rules/tests/``. Without the entry point (a source checkout), enable it with
+``pytest -p crmcore.pytest_plugin``. A test file that cannot be read is a collection error
+naming the file and line; a failing case shows expected vs actual and its explain trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmcore.rules import RuleSet
+from crmcore.ruletest import (
+    Outcome,
+    RuleTest,
+    RuleTestError,
+    is_test_file,
+    load_test_file,
+    run_case,
+)
+
+__all__ = ["RuleTestFailed", "RuleTestFile", "RuleTestItem", "pytest_collect_file"]
+
+_RULE_SETS = pytest.StashKey[dict[tuple[str, ...], RuleSet]]()  # one load per rule set per session
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RuleTestFile | None:
+    """Collect ``*_test.yaml`` (and ``*_test.yml``) files as rule-test files."""
+    if is_test_file(file_path):
+        return RuleTestFile.from_parent(parent, path=file_path)
+    return None
+
+
+class RuleTestFailed(Exception):
+    """A case whose expectations do not hold (or that could not run)."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.render())
+        self.outcome = outcome
+
+
+class RuleTestFile(pytest.File):
+    """A rule-test file: one item per case."""
+
+    def collect(self) -> Iterator[RuleTestItem]:
+        rule_sets = self.config.stash.setdefault(_RULE_SETS, {})
+        try:
+            tests = load_test_file(self.path, rule_sets)
+        except RuleTestError as err:
+            raise self.CollectError(str(err)) from None
+        for test in tests:
+            yield RuleTestItem.from_parent(self, name=test.name, test=test)
+
+
+class RuleTestItem(pytest.Item):
+    """One case of a rule-test file."""
+
+    def __init__(self, *, test: RuleTest, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.test = test
+
+    def runtest(self) -> None:
+        outcome = run_case(self.test)
+        if not outcome.passed:
+            raise RuleTestFailed(outcome)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, RuleTestFailed):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.test.line - 1, f"rule test {self.test.location}: {self.test.name}"
