@@ -63,8 +63,8 @@ def test_the_shipped_crm_examples_are_what_fmt_writes(tmp_path: Path) -> None:
 
 def _without_comments(text: str) -> str:
     """The shipped files add comments (fmt does not keep them) and nothing else."""
-    lines = [line.split("  #", 1)[0].rstrip() if "  #" in line else line for line in text.splitlines()]
-    kept = [line for line in lines if not line.lstrip().startswith("#")]
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    kept = [line.split("  #", 1)[0].rstrip() for line in lines]
     collapsed = "\n".join(kept).strip("\n")
     while "\n\n\n" in collapsed:
         collapsed = collapsed.replace("\n\n\n", "\n\n")

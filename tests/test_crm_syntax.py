@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import crmcore
 from crmcore.rules.crmsource import load_crm
@@ -414,3 +416,46 @@ def test_hostile_input_gives_a_rule_error_not_a_crash(text: str) -> None:
     with pytest.raises(RuleError) as info:
         crmcore.loads(text, "hostile.crm")
     assert info.value.errors[0].line >= 1
+
+
+# ---- never a crash (SPEC §10) -------------------------------------------------------------------
+
+CRM_TOKENS = [
+    "list", "schema", "desk", "agent", "score", "rule", "when", "band", "route", "by", "require",
+    "trigger", "on", "priority", "target", "per", "for", "version", "{", "}", "[", "]", "=>", "=",
+    ":", ",", ">=", "x", "client.country", "20", "-3", "1.5", "14d", '"q"', "'s'", "true", "null",
+    "#", "\n", "string?", "(", ")", "and", "\\", '"', "\x00", "é",
+]
+
+
+def _survives(text: str) -> None:
+    try:
+        crmcore.loads(text, "fuzz.crm")
+    except RuleError as err:
+        assert err.diagnostics and all(d.line >= 1 and d.column >= 1 and d.code for d in err.diagnostics)
+
+
+@settings(deadline=5000, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CRM_TOKENS), max_size=40).map(" ".join))
+def test_random_crm_token_soup_never_escapes(text: str) -> None:
+    _survives(text)
+
+
+@settings(deadline=5000, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([SKETCH, EVERYTHING_CRM]), st.lists(st.tuples(st.integers(0, 3000), st.sampled_from(["", *CRM_TOKENS]), st.integers(0, 3)), max_size=4))
+def test_mutated_crm_files_load_or_raise_rule_error(text: str, edits: list[tuple[int, str, int]]) -> None:
+    for at, insert, delete in edits:
+        at %= len(text) + 1
+        text = text[:at] + insert + text[at + delete:]
+    _survives(text)
+
+
+def test_the_example_in_the_language_reference_loads() -> None:
+    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## The `.crm` syntax"):]
+    example = section[section.index("```text\n") + len("```text\n"):]
+    example = example[:example.index("```")]
+    rules = crmcore.loads(example, "language.md.crm")
+    assert set(rules.scores) == {"lead"}
+    assert [route.name for route in rules.routing["registration"]][-1] == "everyone_else"
+    assert rules.triggers[1].when.canonical == "true"

@@ -91,7 +91,7 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Convert rule files between YAML and .crm, without loss (same rules, same version; comments
     are not kept). A file is printed, or written to -o OUT; a folder's rule files are written into
     the folder OUT, each as NAME.crm or NAME.yaml. The output is canonical: fmt of it is the same."""
-    from crmcore.rules.convert import SUFFIXES, convert, convert_folder, verify
+    from crmcore.rules.convert import SUFFIXES, LossError, convert, convert_folder, verify
     from crmcore.rules.diagnostics import SourceFile
 
     path = Path(args.path)
@@ -113,7 +113,7 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except RuleError as error:
         _render_rule_error(error, err)
         return 1
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, LossError) as error:
         raise _Failure(str(error)) from None
     if args.output is None:
         out.write(text)

@@ -20,7 +20,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from crmcore.rules.diagnostics import Code, Diagnostic, Origin, SourceFile
-from crmcore.rules.parser import MAX_DEPTH, _bracket_depth, unescape
+from crmcore.rules.parser import MAX_DEPTH, unescape
 from crmcore.rules.yamlsource import MAX_BYTES
 
 Path = tuple[str | int, ...]
@@ -89,7 +89,7 @@ def load_crm(source: SourceFile) -> tuple[CrmDocument | None, list[Diagnostic]]:
     """Parse a ``.crm`` file; on a syntax error return the diagnostic at the offending character."""
     if len(source.text) > MAX_BYTES:
         return None, [Diagnostic.at(Code.CRM, f"file larger than {MAX_BYTES:,} characters", source, 0)]
-    deepest, where = _bracket_depth(source.text)
+    deepest, where = _nesting(source.text)
     if deepest > MAX_DEPTH:
         return None, [Diagnostic.at(Code.TOO_COMPLEX, f"brackets nested deeper than {MAX_DEPTH}", source, where)]
     try:
@@ -101,8 +101,31 @@ def load_crm(source: SourceFile) -> tuple[CrmDocument | None, list[Diagnostic]]:
     try:
         reader.read(tree)
     except RecursionError:
-        return None, [Diagnostic.at(Code.TOO_COMPLEX, f"an expression nested deeper than {MAX_DEPTH}", source, 0)]
+        return None, [Diagnostic.at(Code.TOO_COMPLEX, f"nested deeper than {MAX_DEPTH}", source, 0)]
     return reader.doc, reader.problems
+
+
+def _nesting(text: str) -> tuple[int, int]:
+    """Deepest nesting of ( [ { outside strings and comments, and where it is reached."""
+    level = best = where = 0
+    i, end = 0, len(text)
+    while i < end:
+        ch = text[i]
+        if ch in "\"'":
+            i += 1
+            while i < end and text[i] not in (ch, "\n"):
+                i += 2 if text[i] == "\\" else 1
+        elif ch == "#":
+            while i < end and text[i] != "\n":
+                i += 1
+        elif ch in "([{":
+            level += 1
+            if level > best:
+                best, where = level, i
+        elif ch in ")]}":
+            level -= 1
+        i += 1
+    return best, where
 
 
 _STRUCTURE_FIRST = ("ARROW", "LBRACE", "RBRACE", "ID", "TYPE", "EQUAL", "COLON")
