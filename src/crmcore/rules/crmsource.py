@@ -248,15 +248,14 @@ class _Reader:
             Code.DUPLICATE, f"{what} is given twice (first at line {line})", self.source, _start(token)
         ))
 
-    def _named(self, mapping: dict[str, Any], path: Path, name: Token, value: Any, at: Token | Tree[Token], what: str) -> bool:
-        """Put ``value`` under ``name`` unless the name is there already (a duplicate)."""
+    def _claim(self, mapping: dict[str, Any], path: Path, name: Token, what: str) -> str | None:
+        """The name's text, when ``mapping`` does not hold it yet; else report a duplicate."""
         text = name_text(name)
         if text in mapping:
             self._duplicate(f"{what} '{text}'", (*path, text), name)
-            return False
-        mapping[text] = value
-        self._place((*path, text), at, name)
-        return True
+            return None
+        self.doc.keys[(*path, text)] = _start(name)
+        return text
 
     def _expr(self, path: Path, tree: Tree[Token] | Token) -> str:
         """The expression's text as written (comments left out) and the file offset of each char."""
@@ -311,12 +310,11 @@ class _Reader:
 
     def _setting(self, found: dict[str, Any], setting: Tree[Token], path: Path) -> None:
         key, value_node = _kids(setting)
-        name = name_text(key)
+        name = self._claim(found, path, key, "setting")
+        if name is None:
+            return
         value = self._value(value_node, (*path, name))
-        if name in LIST_SETTINGS and not isinstance(value, list):
-            value = [value]
-        if self._named(found, path, key, value, value_node, "setting"):
-            self.doc.keys[(*path, name)] = _start(key)
+        found[name] = [value] if name in LIST_SETTINGS and not isinstance(value, list) else value
 
     def _section(self, name: str, empty: Any) -> Any:
         return self.doc.data.setdefault(name, empty)
@@ -333,26 +331,30 @@ class _Reader:
     def list_decl(self, tree: Tree[Token]) -> None:
         _, name, _, values = _kids(tree)
         lists = self._section("lists", {})
-        if name_text(name) in lists:
-            self._named(lists, ("lists",), name, None, values, "list")
-            return
-        lists[name_text(name)] = self._value(values, ("lists", name_text(name)))
-        self._place(("lists", name_text(name)), values, name)
+        text = self._claim(lists, ("lists",), name, "list")
+        if text is not None:
+            lists[text] = self._value(values, ("lists", text))
 
     def schema_decl(self, tree: Tree[Token]) -> None:
         _, root, *fields = _parts(tree)
         schema = self._section("schema", {})
-        if not self._named(schema, ("schema",), root, {}, root, "schema"):
+        root_name = self._claim(schema, ("schema",), root, "schema")
+        if root_name is None:
             return
-        block = schema[name_text(root)]
-        path: Path = ("schema", name_text(root))
+        self.doc.places[("schema", root_name)] = _start(root)
+        block: dict[str, Any] = {}
+        schema[root_name] = block
         for field_decl in fields:
             name, _, type_token, equals, default = _kids(field_decl)
-            spec: Any = name_text(type_token) if equals is None else {"type": name_text(type_token)}
-            if self._named(block, path, name, spec, type_token, "schema field") and isinstance(spec, dict):
-                field_path = (*path, name_text(name))
-                self.doc.places[(*field_path, "type")] = _start(type_token)
-                spec["default"] = self._value(default, (*field_path, "default"))
+            field_name = self._claim(block, ("schema", root_name), name, "schema field")
+            if field_name is None:
+                continue
+            path = ("schema", root_name, field_name)
+            self.doc.places[path] = self.doc.places[(*path, "type")] = _start(type_token)
+            if equals is None:
+                block[field_name] = name_text(type_token)
+            else:
+                block[field_name] = {"type": name_text(type_token), "default": self._value(default, (*path, "default"))}
 
     def desk_decl(self, tree: Tree[Token]) -> None:
         self._entity("desks", tree)
@@ -375,10 +377,13 @@ class _Reader:
     def score_decl(self, tree: Tree[Token]) -> None:
         _, name, *items = _parts(tree)
         scores = self._section("scores", {})
-        score: dict[str, Any] = {"rules": [], "bands": {}}
-        if not self._named(scores, ("scores",), name, score, name, "score"):
+        score_name = self._claim(scores, ("scores",), name, "score")
+        if score_name is None:
             return
-        path: Path = ("scores", name_text(name))
+        score: dict[str, Any] = {"rules": [], "bands": {}}
+        scores[score_name] = score
+        path: Path = ("scores", score_name)
+        self._place(path, name)
         for item in items:
             if item.data == "score_rule":
                 _, rule_name, _, when, _, points = _kids(item)
@@ -392,21 +397,27 @@ class _Reader:
                 score["rules"].append(rule)
             else:
                 _, band, op, threshold = _kids(item)
-                value = None if threshold is None else self._value(threshold, ())
                 if op is not None and str(op) != ">=":
                     self.problems.append(Diagnostic.at(
                         Code.STRUCTURE, f"a band is written 'band NAME >= NUMBER', not with '{op}'", self.source, _start(op)
                     ))
-                self._named(score["bands"], (*path, "bands"), band, value, threshold if threshold is not None else band, "band")
+                band_name = self._claim(score["bands"], (*path, "bands"), band, "band")
+                if band_name is not None:
+                    band_path = (*path, "bands", band_name)
+                    self._place(band_path, band)
+                    score["bands"][band_name] = None if threshold is None else self._value(threshold, band_path)
         if not score["bands"]:
             del score["bands"]
 
     def route_decl(self, tree: Tree[Token]) -> None:
         _, stage, *rules = _parts(tree)
         routing = self._section("routing", {})
-        if not self._named(routing, ("routing",), stage, [], stage, "route"):
+        stage_name = self._claim(routing, ("routing",), stage, "route")
+        if stage_name is None:
             return
-        path: Path = ("routing", name_text(stage))
+        routing[stage_name] = []
+        path: Path = ("routing", stage_name)
+        self._place(path, stage)
         for i, rule_tree in enumerate(rules):
             _, name, _, when, arrow, *clauses = _kids(rule_tree)
             rule_path = (*path, i)
@@ -430,7 +441,7 @@ class _Reader:
                     self._place((*rule_path, "assign", key), value)
                 self.doc.keys[(*rule_path, "assign", key)] = _start(keyword)
             rule["assign"] = assign
-            routing[name_text(stage)].append(rule)
+            routing[stage_name].append(rule)
 
     def trigger_decl(self, tree: Tree[Token]) -> None:
         _, name, _, event, _, when, _, *items = _kids(tree)
