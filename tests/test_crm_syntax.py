@@ -459,3 +459,23 @@ def test_the_example_in_the_language_reference_loads() -> None:
     assert set(rules.scores) == {"lead"}
     assert [route.name for route in rules.routing["registration"]][-1] == "everyone_else"
     assert rules.triggers[1].when.canonical == "true"
+
+
+def test_every_broken_declaration_is_reported_and_the_rest_still_checked(tmp_path: Path) -> None:
+    text = """\
+    desk sales
+    score lead {
+      rule a when client.country = "DE" => 1
+    }
+    trigger t when client.contry == "DE" { notify agent }
+    route ftd { rule a => }
+    agent a1 { desk sales }
+    """
+    found = [(d.code, d.line) for d in crm_errors(tmp_path, text)]
+    assert found == [(Code.SYNTAX, 3), (Code.UNKNOWN_NAME, 5), (Code.CRM, 6)]
+
+
+def test_an_unclosed_block_is_named(tmp_path: Path) -> None:
+    errors = crm_errors(tmp_path, "desk sales {\n  kind sales\nagent a1 { desk sales }\n")
+    assert (errors[0].line, errors[0].column) == (3, 10)
+    assert "is the block of the desk at line 1 closed with '}'?" in errors[0].message

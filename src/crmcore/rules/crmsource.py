@@ -85,24 +85,63 @@ class CrmDocument:
         return Diagnostic.at(code, message, self.source, self.offset(path, key))
 
 
+MAX_SYNTAX_ERRORS = 20  # syntax errors reported for one file before giving up on it
+# A declaration that starts a line: where parsing starts again after a syntax error.
+_DECLARATION = re.compile(r"^(?:version|list|schema|desk|agent|score|route|trigger|target)\b", re.M)
+
+
 def load_crm(source: SourceFile) -> tuple[CrmDocument | None, list[Diagnostic]]:
-    """Parse a ``.crm`` file; on a syntax error return the diagnostic at the offending character."""
+    """Parse a ``.crm`` file into its data and positions, with every syntax error found.
+
+    After a syntax error the declaration it is in is blanked out (lengths and line breaks
+    kept, so positions stay true) and the file is parsed again, so that each broken
+    declaration is reported once and the rest of the file is still read and checked.
+    """
     if len(source.text) > MAX_BYTES:
         return None, [Diagnostic.at(Code.CRM, f"file larger than {MAX_BYTES:,} characters", source, 0)]
     deepest, where = _nesting(source.text)
     if deepest > MAX_DEPTH:
         return None, [Diagnostic.at(Code.TOO_COMPLEX, f"brackets nested deeper than {MAX_DEPTH}", source, where)]
-    try:
-        tree = _lark().parse(source.text)
-    except UnexpectedInput as err:
-        code, message, offset = _describe(err, source.text)
-        return None, [Diagnostic.at(code, message, source, offset)]
+    text = source.text
+    problems: list[Diagnostic] = []
+    for _ in range(MAX_SYNTAX_ERRORS):
+        try:
+            tree = _lark().parse(text)
+            break
+        except UnexpectedInput as err:
+            code, message, offset = _describe(err, text)
+            start = _declaration_start(err, offset)
+            line_start = text.rfind("\n", 0, offset) + 1
+            if start < line_start and (offset >= len(text.rstrip()) or _DECLARATION.match(text, line_start)):
+                message += f" (is the block of the {text[start:].split(maxsplit=1)[0]} at line {source.position(start)[0]} closed with '}}'?)"
+            problems.append(Diagnostic.at(code, message, source, offset))
+            text = _blank_declaration(text, start, offset)
+    else:
+        return None, problems
     reader = _Reader(source)
     try:
         reader.read(tree)
     except RecursionError:
         return None, [Diagnostic.at(Code.TOO_COMPLEX, f"nested deeper than {MAX_DEPTH}", source, 0)]
-    return reader.doc, reader.problems
+    return reader.doc, problems + reader.problems
+
+
+def _blank_declaration(text: str, start: int, offset: int) -> str:
+    """``text`` with the declaration from ``start`` that a syntax error at ``offset`` broke
+    replaced by blanks, up to the next line that starts a declaration after the error."""
+    end = next((m.start() for m in _DECLARATION.finditer(text, offset) if m.start() > start), len(text))
+    end = max(end, offset + 1)
+    blank = "".join(ch if ch == "\n" else " " for ch in text[start:end])
+    return text[:start] + blank + text[end:]
+
+
+def _declaration_start(err: UnexpectedInput, offset: int) -> int:
+    """Where the declaration being parsed when ``err`` happened starts: its keyword is the
+    first token still on the parser's stack (finished declarations are trees there)."""
+    parser = getattr(err, "interactive_parser", None)
+    stack = parser.parser_state.value_stack if parser is not None else []
+    first = next((item for item in stack if isinstance(item, Token)), None)
+    return first.start_pos if first is not None and first.start_pos is not None else offset
 
 
 def _nesting(text: str) -> tuple[int, int]:
