@@ -140,3 +140,9 @@ def test_two_files_that_would_write_the_same_output_are_refused(tmp_path: Path) 
     code, _, message = run("fmt", str(rules), "--to", "crm", "-o", str(tmp_path / "out"))
     assert code == 1
     assert "converts to a.crm too" in message
+
+
+def test_a_file_written_into_an_existing_folder_gets_the_new_suffix(tmp_path: Path) -> None:
+    code, _, _ = run("fmt", str(EXAMPLES_CRM / "scoring.crm"), "--to", "yaml", "-o", str(tmp_path))
+    assert code == 0
+    assert (tmp_path / "scoring.yaml").read_text().startswith("version: 1\n\nscores:\n  lead:\n")

@@ -117,8 +117,14 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _Failure(str(error)) from None
     if args.output is None:
         out.write(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        return 0
+    target = Path(args.output)
+    if target.is_dir():
+        target = target / path.with_suffix(SUFFIXES[args.to]).name
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise _Failure(str(error)) from None
     return 0
 
 

@@ -85,7 +85,7 @@ class RuleDocument(Protocol):
 
 
 @dataclass
-class _Part:
+class FilePart:
     """One loaded file: its structure and where each of its values stands."""
 
     model: RuleFile
@@ -116,7 +116,7 @@ def loads(text: str, path: str = "<rules>") -> RuleSet:
 
 
 def load_sources(sources: list[SourceFile], problems: Collector) -> RuleSet:
-    parts: list[_Part] = []
+    parts: list[FilePart] = []
     for source in sources:
         part = load_part(source, problems)
         if part is not None:
@@ -131,7 +131,7 @@ def read_document(source: SourceFile) -> tuple[RuleDocument | None, list[Diagnos
     return load_yaml(source)
 
 
-def load_part(source: SourceFile, problems: Collector) -> _Part | None:
+def load_part(source: SourceFile, problems: Collector) -> FilePart | None:
     """One file's structure (the pydantic model) and its document; None when it has none."""
     doc, syntax_problems = read_document(source)
     problems.extend(syntax_problems)
@@ -144,7 +144,7 @@ def load_part(source: SourceFile, problems: Collector) -> _Part | None:
     data = copy.deepcopy(dict(data))
     for _ in range(MAX_SALVAGE):
         try:
-            return _Part(RuleFile.model_validate(data), doc)
+            return FilePart(RuleFile.model_validate(data), doc)
         except ValidationError as err:
             errors = err.errors()
             for error in errors:
@@ -198,7 +198,7 @@ def _structure_diagnostic(doc: RuleDocument, error: Any) -> Diagnostic:
 class _Builder:
     """Merges the files' parts, checks every expression and builds the RuleSet."""
 
-    def __init__(self, parts: list[_Part], problems: Collector):
+    def __init__(self, parts: list[FilePart], problems: Collector):
         self.parts = parts
         self.problems = problems
         self.first_seen: dict[tuple[str, str], tuple[RuleDocument, YPath]] = {}
