@@ -28,7 +28,7 @@ Path = tuple[str | int, ...]
 # Keys whose value is a list even when one item is written without brackets (`notify agent`).
 LIST_SETTINGS = frozenset({"languages", "countries", "notify", "actions"})
 
-# Words that a bare name may not be (fmt quotes them): the keywords of both grammars.
+# The keywords of both grammars (fmt quotes a setting key that is one).
 KEYWORDS = frozenset({
     "version", "list", "schema", "desk", "agent", "score", "rule", "when", "band", "route", "by",
     "require", "trigger", "on", "priority", "target", "per", "for", "true", "false", "null",
