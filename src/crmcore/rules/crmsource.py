@@ -51,9 +51,9 @@ _PUNCTUATION = frozenset({"LSQB", "RSQB", "COMMA", "LBRACE", "RBRACE", "EQUAL", 
 def _lark() -> Lark:
     folder = resources.files("crmcore.rules")
     grammar = folder.joinpath("grammar.lark").read_text() + "\n" + folder.joinpath("crm.lark").read_text()
-    # keep_all_tokens: an expression's tree then holds its brackets, so its span is exact
-    return Lark(grammar, parser="lalr", start="crm_file", propagate_positions=True,
-                maybe_placeholders=True, keep_all_tokens=True, cache=True)
+    # keep_all_tokens: an expression's tree then holds its brackets, so the positions of its
+    # first and last tokens give its exact span (tokens carry positions: no tree metadata needed)
+    return Lark(grammar, parser="lalr", start="crm_file", maybe_placeholders=True, keep_all_tokens=True, cache=True)
 
 
 @dataclass
