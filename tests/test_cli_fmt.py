@@ -146,3 +146,15 @@ def test_a_file_written_into_an_existing_folder_gets_the_new_suffix(tmp_path: Pa
     code, _, _ = run("fmt", str(EXAMPLES_CRM / "scoring.crm"), "--to", "yaml", "-o", str(tmp_path))
     assert code == 0
     assert (tmp_path / "scoring.yaml").read_text().startswith("version: 1\n\nscores:\n  lead:\n")
+
+
+def test_a_conversion_that_would_change_the_rules_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmcore.rules import convert
+
+    real = convert.to_crm
+    monkeypatch.setattr(convert, "to_crm", lambda model, texts: real(model, texts).replace("=> 20", "=> 21"))
+    out = tmp_path / "out"
+    code, _, message = run("fmt", str(EXAMPLES), "--to", "crm", "-o", str(out))
+    assert code == 1
+    assert "crmcore fmt: error: the converted rules have another version" in message
+    assert not out.exists()
