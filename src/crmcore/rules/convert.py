@@ -321,6 +321,9 @@ _PLAIN_NUMBER = re.compile(r"[0-9]{1,15}")
 
 
 def _yaml_expression(text: str) -> Any:
+    """An expression's canonical text; a plain number or boolean unquoted (`points: 20`, `when: true`)."""
+    if text in ("true", "false"):
+        return text == "true"
     return int(text) if _PLAIN_NUMBER.fullmatch(text) else _Expression(text)
 
 
