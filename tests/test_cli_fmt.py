@@ -158,3 +158,16 @@ def test_a_conversion_that_would_change_the_rules_is_refused(tmp_path: Path, mon
     assert code == 1
     assert "crmcore fmt: error: the converted rules have another version" in message
     assert not out.exists()
+
+
+def test_the_spec_example_round_trips_through_stdout(tmp_path: Path) -> None:
+    spec = Path(__file__).parent / "data" / "spec_rules.yaml"
+    code, crm, _ = run("fmt", str(spec), "--to", "crm")
+    assert code == 0
+    (tmp_path / "spec.crm").write_text(crm)
+    code, yaml, _ = run("fmt", str(tmp_path / "spec.crm"), "--to", "yaml")
+    assert code == 0
+    (tmp_path / "spec.yaml").write_text(yaml)
+    expected = crmcore.load_rules(spec).version
+    assert crmcore.load_rules(tmp_path / "spec.crm").version == expected
+    assert crmcore.load_rules(tmp_path / "spec.yaml").version == expected

@@ -168,8 +168,14 @@ def _crm_setting(value: Any) -> str:
     return _crm_value(value)
 
 
+TEXT_SETTINGS = frozenset({"name", "hours", "email", "away_until"})  # free text: always quoted
+
+
 def _crm_block(keyword: str, name: str, settings: dict[str, Any], head: str = "", extra: list[str] | None = None) -> str:
-    lines = [f"  {crm_key(key)} {_crm_setting(value)}" for key, value in settings.items()]
+    lines = [
+        f"  {crm_key(key)} {string_text(value) if key in TEXT_SETTINGS and isinstance(value, str) else _crm_setting(value)}"
+        for key, value in settings.items()
+    ]
     lines = (extra or []) + lines
     opening = f"{keyword} {crm_name(name)}{head}"
     if not lines:
