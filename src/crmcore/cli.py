@@ -87,6 +87,47 @@ def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Convert rule files between YAML and .crm, without loss (same rules, same version; comments
+    are not kept). A file is printed, or written to -o OUT; a folder's rule files are written into
+    the folder OUT, each as NAME.crm or NAME.yaml. The output is canonical: fmt of it is the same."""
+    from crmcore.rules.convert import SUFFIXES, LossError, convert, convert_folder, verify
+    from crmcore.rules.diagnostics import SourceFile
+
+    path = Path(args.path)
+    try:
+        if path.is_dir():
+            if args.output is None:
+                raise _Failure(f"{path} is a folder: name the folder to write into with -o OUT")
+            converted = convert_folder(path, args.to)
+            for name, text in converted.items():
+                (Path(args.output) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(args.output) / name).write_text(text, encoding="utf-8")
+            err.write(f"wrote {len(converted)} file(s) into {args.output}\n")
+            return 0
+        if not path.is_file():
+            raise _Failure(f"no such file or folder: {path}")
+        source = SourceFile(str(path), path.read_text(encoding="utf-8"))
+        text = convert(source, args.to)
+        verify([source], [SourceFile(str(path.with_suffix(SUFFIXES[args.to])), text)])
+    except RuleError as error:
+        _render_rule_error(error, err)
+        return 1
+    except (OSError, UnicodeDecodeError, LossError) as error:
+        raise _Failure(str(error)) from None
+    if args.output is None:
+        out.write(text)
+        return 0
+    target = Path(args.output)
+    if target.is_dir():
+        target = target / path.with_suffix(SUFFIXES[args.to]).name
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise _Failure(str(error)) from None
+    return 0
+
+
 class _Failure(Exception):
     """A command cannot go on: the message goes to stderr, the command exits 1."""
 
@@ -492,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("what", choices=("events",), help="what to describe")
     schema.set_defaults(run=cmd_schema)
     formatter = argparse.RawDescriptionHelpFormatter
+    fmt = commands.add_parser("fmt", help="convert rule files between YAML and .crm", description=cmd_fmt.__doc__)
+    fmt.add_argument("path", metavar="PATH", help="a rule file (.yaml, .yml, .crm) or a folder of them")
+    fmt.add_argument("--to", required=True, choices=("crm", "yaml"), help="the syntax to write")
+    fmt.add_argument("-o", dest="output", metavar="OUT", help="write here (a folder, when PATH is one)")
+    fmt.set_defaults(run=cmd_fmt)
     run = commands.add_parser(
         "run", help="process events and print a summary", description=inspect.cleandoc(cmd_run.__doc__ or ""), formatter_class=formatter
     )

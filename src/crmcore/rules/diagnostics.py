@@ -35,6 +35,7 @@ class Code:
     REFERENCE = "E303"  # a desk, agent, score or queue that does not exist
     CYCLE = "E304"  # scores that depend on each other
     FILE = "E305"  # a path that cannot be read
+    CRM = "E306"  # a .crm file that does not parse (outside an expression)
     SQL_UNSUPPORTED = "E400"  # a construct the SQL compiler cannot express exactly
     NO_FALLBACK = "W500"  # routing can leave a client unmatched (a warning)
 

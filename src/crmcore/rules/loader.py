@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from crmcore.rules import ast
 from crmcore.rules.checker import as_condition, as_number, check
-from crmcore.rules.diagnostics import Code, Collector, Diagnostic, RuleError, SourceFile
+from crmcore.rules.crmsource import load_crm
+from crmcore.rules.diagnostics import Code, Collector, Diagnostic, Origin, RuleError, SourceFile
 from crmcore.rules.model import RuleFile
 from crmcore.rules.optimizer import constant_value
 from crmcore.rules.parser import KEYWORDS, parse
@@ -36,7 +37,7 @@ from crmcore.rules.types import NULL, NUMBER, STRING, Type, list_of, parse_type
 from crmcore.rules.unparse import unparse
 from crmcore.rules.values import to_stamp
 from crmcore.rules.yamlsource import Path as YPath
-from crmcore.rules.yamlsource import YamlDocument, load_yaml
+from crmcore.rules.yamlsource import load_yaml
 
 RULE_SUFFIXES = (".yaml", ".yml", ".crm")
 RESERVED = frozenset(ROOTS) | KEYWORDS | frozenset(source for source, _ in WINDOWS)
@@ -67,12 +68,28 @@ def rule_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic
     return unique, problems
 
 
+class RuleDocument(Protocol):
+    """One parsed rule file, YAML or ``.crm``: its data, and where each path stands in it."""
+
+    @property
+    def source(self) -> SourceFile: ...
+
+    @property
+    def data(self) -> Any: ...
+
+    def offset(self, path: YPath, key: bool = False) -> int: ...
+
+    def origin(self, path: YPath, text: str) -> Origin: ...
+
+    def diagnostic(self, code: str, message: str, path: YPath, key: bool = False) -> Diagnostic: ...
+
+
 @dataclass
-class _Part:
+class FilePart:
     """One loaded file: its structure and where each of its values stands."""
 
     model: RuleFile
-    doc: YamlDocument
+    doc: RuleDocument
 
 
 def load_rules(paths: str | Path | Iterable[str | Path]) -> RuleSet:
@@ -94,25 +111,30 @@ def load_rules(paths: str | Path | Iterable[str | Path]) -> RuleSet:
 
 
 def loads(text: str, path: str = "<rules>") -> RuleSet:
-    """Load a rule set from YAML text (tests, what-if screens)."""
+    """Load a rule set from text (tests, what-if screens): YAML, or ``.crm`` when ``path`` ends in .crm."""
     return load_sources([SourceFile(path, text)], Collector())
 
 
 def load_sources(sources: list[SourceFile], problems: Collector) -> RuleSet:
-    parts: list[_Part] = []
+    parts: list[FilePart] = []
     for source in sources:
-        if source.path.endswith(".crm"):
-            problems.add(Diagnostic.at(Code.FILE, "the .crm syntax is not supported by this version; use YAML", source, 0))
-            continue
-        part = _load_part(source, problems)
+        part = load_part(source, problems)
         if part is not None:
             parts.append(part)
     return _Builder(parts, problems).build()
 
 
-def _load_part(source: SourceFile, problems: Collector) -> _Part | None:
-    doc, yaml_problems = load_yaml(source)
-    problems.extend(yaml_problems)
+def read_document(source: SourceFile) -> tuple[RuleDocument | None, list[Diagnostic]]:
+    """Parse one rule file by its suffix: ``.crm`` or YAML."""
+    if source.path.endswith(".crm"):
+        return load_crm(source)
+    return load_yaml(source)
+
+
+def load_part(source: SourceFile, problems: Collector) -> FilePart | None:
+    """One file's structure (the pydantic model) and its document; None when it has none."""
+    doc, syntax_problems = read_document(source)
+    problems.extend(syntax_problems)
     if doc is None:
         return None
     data = doc.data if doc.data is not None else {}
@@ -122,7 +144,7 @@ def _load_part(source: SourceFile, problems: Collector) -> _Part | None:
     data = copy.deepcopy(dict(data))
     for _ in range(MAX_SALVAGE):
         try:
-            return _Part(RuleFile.model_validate(data), doc)
+            return FilePart(RuleFile.model_validate(data), doc)
         except ValidationError as err:
             errors = err.errors()
             for error in errors:
@@ -158,7 +180,7 @@ def _drop(data: Any, path: YPath) -> bool:
     return False
 
 
-def _structure_diagnostic(doc: YamlDocument, error: Any) -> Diagnostic:
+def _structure_diagnostic(doc: RuleDocument, error: Any) -> Diagnostic:
     path = _clean_loc(error["loc"])
     kind = error["type"]
     where = ".".join(str(p) for p in path) or "the file"
@@ -176,10 +198,10 @@ def _structure_diagnostic(doc: YamlDocument, error: Any) -> Diagnostic:
 class _Builder:
     """Merges the files' parts, checks every expression and builds the RuleSet."""
 
-    def __init__(self, parts: list[_Part], problems: Collector):
+    def __init__(self, parts: list[FilePart], problems: Collector):
         self.parts = parts
         self.problems = problems
-        self.first_seen: dict[tuple[str, str], tuple[YamlDocument, YPath]] = {}
+        self.first_seen: dict[tuple[str, str], tuple[RuleDocument, YPath]] = {}
         # one load often repeats an expression (`points: 20`): parse and check each text once per Env
         self.parsed: dict[str, ast.Node] = {}
         self.checked: dict[tuple[str, int], ast.Node] = {}
@@ -187,7 +209,7 @@ class _Builder:
 
     # ---- merge --------------------------------------------------------------------------------
 
-    def _unique(self, kind: str, name: str, doc: YamlDocument, path: YPath, key: bool = False) -> bool:
+    def _unique(self, kind: str, name: str, doc: RuleDocument, path: YPath, key: bool = False) -> bool:
         seen = self.first_seen.get((kind, name))
         if seen is None:
             self.first_seen[(kind, name)] = (doc, path)
@@ -204,7 +226,7 @@ class _Builder:
             "lists": {}, "schema": {"client": {}}, "desks": [], "agents": [], "scores": {},
             "routing": {"registration": [], "ftd": []}, "triggers": [], "targets": [],
         }
-        self.where: dict[tuple[str, ...], tuple[YamlDocument, YPath]] = {}
+        self.where: dict[tuple[str, ...], tuple[RuleDocument, YPath]] = {}
         for part in self.parts:
             model, doc = part.model, part.doc
             for name, values in model.lists.items():
@@ -264,7 +286,7 @@ class _Builder:
                 types[name] = list_of(STRING)
         return types
 
-    def _first(self, kind: str, name: str) -> tuple[YamlDocument, YPath]:
+    def _first(self, kind: str, name: str) -> tuple[RuleDocument, YPath]:
         return self.first_seen[(kind, name)]
 
     def _schema(self, document: RuleFile) -> tuple[dict[str, Type], dict[str, Any]]:
@@ -287,7 +309,7 @@ class _Builder:
 
     # ---- expressions --------------------------------------------------------------------------
 
-    def _expr(self, doc: YamlDocument, path: YPath, text: str, env: Env, role: str = "value") -> Expr | None:
+    def _expr(self, doc: RuleDocument, path: YPath, text: str, env: Env, role: str = "value") -> Expr | None:
         origin = doc.origin(path, text)
         node = self.parsed.get(text)
         if node is None:
@@ -352,7 +374,7 @@ class _Builder:
                         exprs[("score", name, rule.name, key)] = expr
             self._check_bands(name, score.bands, doc, path)
 
-    def _check_bands(self, score: str, bands: Mapping[str, float | None], doc: YamlDocument, path: YPath) -> None:
+    def _check_bands(self, score: str, bands: Mapping[str, float | None], doc: RuleDocument, path: YPath) -> None:
         thresholds = list(bands.values())
         for i, (band, threshold) in enumerate(bands.items()):
             last = i == len(thresholds) - 1
