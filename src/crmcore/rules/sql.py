@@ -687,15 +687,22 @@ class _DecimalSum:
     """``crm_decimal_sum(text)``: the exact sum of decimal texts as a float, rounded once
     (SQLite has no exact numeric type; its own SUM would add floats)."""
 
+    __slots__ = ("seen", "total")
+
     def __init__(self) -> None:
-        self.total: Decimal | None = None
+        self.total = _DECIMAL_ZERO
+        self.seen = False
 
     def step(self, value: Any) -> None:
-        if value is not None:
-            self.total = (self.total or Decimal(0)) + Decimal(value if isinstance(value, str) else str(value))
+        if value is not None:  # the column holds decimal text (an int or float if written so)
+            self.total += Decimal(value if value.__class__ is not float else repr(value))
+            self.seen = True
 
     def finalize(self) -> float | None:
-        return None if self.total is None else float(self.total)
+        return float(self.total) if self.seen else None
+
+
+_DECIMAL_ZERO = Decimal(0)
 
 
 def _register(dbapi_connection: Any, connection_record: Any, *_: Any) -> None:
