@@ -140,7 +140,8 @@ def generate(seed: int, clients: int = 60, days: int = 90) -> list[Step]:
             t += timedelta(hours=rng.randrange(1, 24 * 20))
             event("deposit", t, amount=f"{rng.randrange(100, 5000)}.{rng.randrange(100):02d}")
             for _ in range(rng.randrange(0, 12)):
-                t += timedelta(hours=rng.randrange(1, 24 * 12))
+                idle = rng.random() < 0.15  # a dormant spell: churn, and maybe reactivation later
+                t += timedelta(hours=rng.randrange(24 * 35, 24 * 50) if idle else rng.randrange(1, 24 * 12))
                 kind = rng.random()
                 if kind < 0.6:
                     revenue = None if rng.random() < 0.1 else f"{rng.randrange(0, 400)}.{rng.randrange(100):02d}"
