@@ -32,17 +32,34 @@ __all__ = ["figures"]
 _MICRO = timedelta(microseconds=1)
 
 
-def _holding(history: Sequence[Assignment], at: datetime) -> Assignment | None:
+def _holding(history: Sequence[Assignment], at: datetime, made_by: str | None = None) -> Assignment | None:
+    """The assignment holding the client at ``at``, not counting one ``made_by`` that event."""
     found = None
     for a in history:
-        if a.assigned_at <= at and (a.ended_at is None or a.ended_at > at):
+        if a.assigned_at <= at and (a.ended_at is None or a.ended_at > at) and a.event_id != made_by:
             found = a
     return found
 
 
 def _credited(history: Sequence[Assignment], event: Event) -> Assignment | None:
     ended = [a for a in history if a.ended_by == event.id]
-    return ended[-1] if ended else _holding(history, event.at)
+    return ended[-1] if ended else _holding(history, event.at, made_by=event.id)
+
+
+def _ftd_holder(history: Sequence[Assignment], ftd_at: datetime) -> Assignment | None:
+    """Who held the client when the FTD happened: the assignment its hand-over ended, else
+    the one holding the client then, but not the one the hand-over made (a client waiting in
+    a pool at the FTD is credited to nobody)."""
+    handed = [a for a in history if a.end_reason == "handover"]
+    if handed:
+        return handed[-1]
+    found = None
+    for a in history:
+        if a.stage == "ftd" and a.assigned_at == ftd_at:
+            continue
+        if a.assigned_at <= ftd_at and (a.ended_at is None or a.ended_at > ftd_at):
+            found = a
+    return found
 
 
 class _Groups:
@@ -101,8 +118,7 @@ def figures(
             if ftd_at is not None and ftd_at <= as_of:
                 f.converted += 1
         if "ftd" in wanted and ftd_at is not None and start <= ftd_at < end:
-            handed = [a for a in mine if a.end_reason == "handover"]
-            f = groups.of(handed[-1] if handed else _holding(mine, ftd_at), client)
+            f = groups.of(_ftd_holder(mine, ftd_at), client)
             f.mark("ftd")
             f.ftd_count += 1
             took = (ftd_at - registered_at) // _MICRO

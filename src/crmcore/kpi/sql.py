@@ -29,7 +29,7 @@ from crmcore.rules.sql import epoch_micros
 from crmcore.storage.schema import Money
 from crmcore.storage.sql import SqlStore
 
-__all__ = ["DECIMAL_SUM", "figures", "install_decimal_sum"]
+__all__ = ["DECIMAL_SUM", "capacity_counts", "cohort", "figures", "install_decimal_sum"]
 
 DECIMAL_SUM = "crm_decimal_sum"
 SQL = Any  # a SQLAlchemy column expression
@@ -87,20 +87,18 @@ class _Query:
 
     # --- attribution: one assignment per event or client ---------------------------------------
 
-    def _holding(self, client_id: SQL, at: SQL) -> SQL:
+    def _holding(self, client_id: SQL, at: SQL, *also: SQL) -> SQL:
         """The assignment holding the client at ``at`` (the latest started, if several)."""
         a = self.t.assignments.alias("held")
-        return (
-            sa.select(sa.func.max(a.c.seq))
-            .where(a.c.client_id == client_id, a.c.assigned_at <= at, sa.or_(a.c.ended_at.is_(None), a.c.ended_at > at))
-            .scalar_subquery()
-        )
+        held = [a.c.client_id == client_id, a.c.assigned_at <= at, sa.or_(a.c.ended_at.is_(None), a.c.ended_at > at)]
+        return sa.select(sa.func.max(a.c.seq)).where(*held, *(condition(a) for condition in also)).scalar_subquery()
 
     def _credited_event(self, e: Any) -> SQL:
         """The assignment an event ended (the FTD's hand-over), else the one holding it."""
         a = self.t.assignments.alias("ended")
         ended = sa.select(sa.func.max(a.c.seq)).where(a.c.client_id == e.c.client_id, a.c.ended_by == e.c.id)
-        return sa.func.coalesce(ended.scalar_subquery(), self._holding(e.c.client_id, e.c.at))
+        not_its_own = lambda held: held.c.event_id != e.c.id  # noqa: E731  # not the one this event made
+        return sa.func.coalesce(ended.scalar_subquery(), self._holding(e.c.client_id, e.c.at, not_its_own))
 
     def _credited_registration(self, c: Any) -> SQL:
         a, e = self.t.assignments.alias("routed"), self.t.events.alias("registration")
@@ -114,7 +112,8 @@ class _Query:
     def _credited_ftd(self, c: Any) -> SQL:
         a = self.t.assignments.alias("handed")
         handed = sa.select(sa.func.max(a.c.seq)).where(a.c.client_id == c.c.id, a.c.end_reason == "handover")
-        return sa.func.coalesce(handed.scalar_subquery(), self._holding(c.c.id, c.c.ftd_at))
+        not_the_handover = lambda held: sa.or_(held.c.stage != "ftd", held.c.assigned_at != c.c.ftd_at)  # noqa: E731
+        return sa.func.coalesce(handed.scalar_subquery(), self._holding(c.c.id, c.c.ftd_at, not_the_handover))
 
     def _grouped(self, base: Any, c: Any, seq: SQL | None) -> tuple[Any, SQL | None]:
         """``base`` joined to what the grouping reads, and the group's key (``None`` without one).
@@ -283,6 +282,39 @@ class _Query:
             query = self._select(a.join(c, c.c.id == a.c.client_id), c, None, *columns)
         return query.where(a.c.sla_due_at.is_not(None), a.c.assigned_at >= p.start, a.c.assigned_at < p.end)
 
+    def cohort(self) -> Any:
+        """The clients registered in P, each with its group's key (registration routing's
+        assignment for agent, team and desk) and its stage timestamps: the funnel's input."""
+        c, p = self.t.clients, self.period
+        joined, key = self._grouped(c, c, self._credited_registration(c) if self.by in ("agent", "desk", "team") else None)
+        return (
+            sa.select(
+                (key if key is not None else sa.literal(None)).label("k"), c.c.registered_at,
+                c.c.kyc_submitted_at, c.c.kyc_approved_at, c.c.ftd_at,
+            )
+            .select_from(joined)
+            .where(c.c.registered_at >= p.start, c.c.registered_at < p.end)
+        )
+
+    def capacity(self, since: datetime) -> tuple[Any, Any]:
+        """Open clients per desk at as-of, and clients new to a desk in ``(since, as_of]``."""
+        a, at = self.t.assignments, self.as_of
+        open_now = (
+            sa.select(a.c.desk, sa.func.count().label("open"))
+            .where(a.c.assigned_at <= at, sa.or_(a.c.ended_at.is_(None), a.c.ended_at > at))
+            .group_by(a.c.desk)
+        )
+        earlier = a.alias("earlier")
+        first_time = ~sa.exists().where(
+            earlier.c.client_id == a.c.client_id, earlier.c.desk == a.c.desk, earlier.c.seq < a.c.seq
+        )
+        incoming = (
+            sa.select(a.c.desk, sa.func.count().label("incoming"))
+            .where(a.c.assigned_at > since, a.c.assigned_at <= at, first_time)
+            .group_by(a.c.desk)
+        )
+        return open_now, incoming
+
     def costs(self) -> Any:
         e = self.t.events
         return sa.select(e.c.data).where(e.c.type == "campaign_cost")
@@ -353,3 +385,26 @@ def figures(
 def _rows(conn: Connection, query: Any) -> list[Any]:
     """The rows of a family; without grouping, an aggregate over nothing (``n`` = 0) is no row."""
     return [row for row in conn.execute(query) if row.n]
+
+
+def _reading(store: SqlStore) -> Any:
+    """A read-only connection (on SQLite a deferred BEGIN: it never waits for writers)."""
+    return store.engine.connect().execution_options(crm_deferred=True)
+
+
+def cohort(store: SqlStore, period: Period, by: str | None) -> list[tuple[Any, ...]]:
+    """The funnel's input: ``(key, registered_at, kyc_submitted_at, kyc_approved_at, ftd_at)``
+    of each client registered in ``period``."""
+    with _reading(store) as conn, conn.begin():
+        return [tuple(row) for row in conn.execute(_Query(store, period, period.end, by).cohort())]
+
+
+def capacity_counts(store: SqlStore, as_of: datetime, days: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Open clients per desk at ``as_of`` and clients new to each desk in the ``days`` before."""
+    period = Period(as_of - timedelta(days=days), as_of)
+    open_now, incoming = _Query(store, period, as_of, None).capacity(period.start)
+    with _reading(store) as conn, conn.begin():
+        return (
+            {desk: n for desk, n in conn.execute(open_now)},
+            {desk: n for desk, n in conn.execute(incoming)},
+        )
