@@ -25,7 +25,7 @@ agents:
   - {id: m1, desk: sales, role: manager}
   - {id: g1, desk: general, manager: m2}
   - {id: m2, desk: general, role: manager}
-  - {id: r1, desk: retention, manager: m3}
+  - {id: r1, desk: retention, manager: m3, capacity: 10}
   - {id: m3, desk: retention, role: manager}
 routing:
   registration:
@@ -199,3 +199,102 @@ def test_unknown_metric_grouping_and_empty_period_are_errors(story: Store) -> No
         kpi.compute(story, FEB, MAR, by="planet")
     with pytest.raises(kpi.KpiError, match="empty period"):
         kpi.compute(story, MAR, FEB)
+
+
+# --- attribution corner cases ----------------------------------------------------------------
+
+POOL_RULES = """
+version: 1
+desks:
+  - {id: lounge}
+  - {id: retention}
+agents:
+  - {id: l1, desk: lounge}
+  - {id: r1, desk: retention}
+routing:
+  registration:
+    - {name: lounge, when: true, assign: {desk: lounge, strategy: pool}}
+  ftd:
+    - {name: to_retention, when: true, assign: {desk: retention, strategy: least_loaded}}
+"""
+
+
+def test_a_client_waiting_in_a_pool_at_the_ftd_credits_nobody(store: Store) -> None:
+    engine = Engine(crmcore.loads(POOL_RULES), store=store)
+    for event in (reg("p1", "2026-02-02", country="PL"),
+                  ev("p1-d", "deposit", "p1", "2026-02-03", amount="250"),
+                  ev("p1-d2", "deposit", "p1", "2026-02-04", amount="50")):
+        assert engine.handle(event).handled
+    assert store.assignment("p1").agent_id == "r1"  # type: ignore[union-attr]
+    rows = kpi.compute(store, FEB, MAR, ["registrations", "ftd_count", "net_deposits"], by="agent")
+    assert rows == [
+        {"agent": "r1", "registrations": 0, "ftd_count": 0, "net_deposits": Decimal(50)},
+        {"agent": None, "registrations": 1, "ftd_count": 1, "net_deposits": Decimal(250)},
+    ]
+
+
+def test_a_deposit_after_a_hand_back_is_credited_to_the_agent_holding_the_client_then(
+    small_rules: RuleSet, store: Store
+) -> None:
+    engine = Engine(small_rules, store=store)
+    for event in (reg("h1", "2026-02-02", country="DE", language="de"),  # -> a1
+                  ev("h1-d", "deposit", "h1", "2026-02-03", amount="100"),  # FTD: a1, then r1
+                  {"id": "h1-move", "type": "client_updated", "client_id": "h1", "at": t("2026-02-10"),
+                   "fields": {"agent_id": "a2"}},  # by hand to a2
+                  ev("h1-d2", "deposit", "h1", "2026-02-11", amount="70")):
+        assert engine.handle(event).handled
+    assert by(store, "net_deposits", "agent") == {"a1": Decimal(100), "a2": Decimal(70)}
+
+
+# --- funnel and leaderboard by hand ----------------------------------------------------------
+
+
+def test_funnel_counts_stages_and_times_between_them(small_rules: RuleSet, store: Store) -> None:
+    from crmcore.kpi.funnel import funnel
+
+    engine = Engine(small_rules, store=store)
+    for event in (reg("f1", "2026-02-02", country="DE", language="de"),
+                  ev("f1-k", "kyc_submitted", "f1", "2026-02-03"),
+                  ev("f1-a", "kyc_approved", "f1", "2026-02-05"),
+                  ev("f1-d", "deposit", "f1", "2026-02-06", amount="10"),
+                  reg("f2", "2026-02-09", country="FR"),
+                  ev("f2-k", "kyc_submitted", "f2", "2026-02-12"),
+                  reg("f3", "2026-02-10", country="FR"),
+                  ev("f3-d", "deposit", "f3", "2026-02-20", amount="10")):  # funded without KYC
+        assert engine.handle(event).handled
+    [row] = funnel(store, FEB, MAR)
+    assert (row["registered"], row["kyc_submitted"], row["kyc_approved"], row["funded"]) == (3, 2, 1, 2)
+    assert row["kyc_submitted_rate"] == 2 / 3 and row["kyc_approved_rate"] == 0.5 and row["funded_overall"] == 2 / 3
+    assert row["kyc_submitted_median_days"] == 2.0 and row["kyc_submitted_p90_days"] == 3.0  # 1 and 3 days
+    assert row["funded_median_days"] == 1.0  # f1 only: f3 skipped KYC
+    weeks = funnel(store, FEB, MAR, by="desk", cohort="week")
+    assert [(r["cohort"], r["desk"], r["registered"]) for r in weeks] == [
+        ("2026-02-02", "sales", 1), ("2026-02-09", "general", 2),
+    ]
+
+
+def test_leaderboard_breaks_ties_by_id_and_lists_idle_agents(story: Store) -> None:
+    from crmcore.kpi.leaderboard import leaderboard
+
+    rows = leaderboard(story, FEB, MAR, "ftd_count")
+    assert [(r["rank"], r["agent"], r["ftd_count"]) for r in rows] == [
+        (1, "a1", 1), (2, "a2", 1), (3, "g1", 0), (4, "r1", 0),
+    ]
+    lowest_first = leaderboard(story, FEB, MAR, "avg_time_to_ftd_days")
+    assert [r["agent"] for r in lowest_first] == ["a1", "a2", "g1", "r1"]  # 3 days, 7 days, then none
+    teams = leaderboard(story, FEB, MAR, "net_deposits", by="team")
+    assert [(r["team"], r["net_deposits"]) for r in teams] == [
+        ("m1", Decimal("1100.50")), ("m2", 0), ("m3", Decimal("-100.25")),
+    ]
+
+
+def test_targets_are_scaled_to_the_period() -> None:
+    from crmcore.kpi.leaderboard import scaled_target
+    from crmcore.rules.model import Target
+
+    month = Target(metric="ftd_count", per="agent", period="month", value=20)
+    week = Target(metric="ftd_count", per="agent", period="week", value=7)
+    assert scaled_target(month, kpi.Period(FEB, MAR)) == 20  # a calendar month: as it is
+    assert scaled_target(month, kpi.Period(FEB, datetime(2026, 2, 15, tzinfo=UTC))) == Decimal(14 * 20) / 30
+    assert scaled_target(week, kpi.Period(datetime(2026, 2, 2, tzinfo=UTC), datetime(2026, 2, 9, tzinfo=UTC))) == 7
+    assert scaled_target(week, kpi.Period(FEB, MAR)) == 28

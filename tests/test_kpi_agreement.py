@@ -14,9 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmcore import kpi
+from crmcore.kpi.capacity import capacity
+from crmcore.kpi.funnel import funnel
+from crmcore.kpi.leaderboard import leaderboard
 from crmcore.storage import MemoryStore, Store
 from tests.conftest import make_store
-from tests.kpi_history import generate, replay
+from tests.kpi_history import generate, replay, rules
 
 GROUPINGS = [None, *kpi.GROUPINGS]
 PERIODS = [
@@ -99,3 +102,23 @@ def test_sql_and_reference_agree_on_generated_histories(
     end = start + timedelta(days=days)
     compare(store, memory, start, end, by)
     compare(store, memory, start, end, None)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_funnel_leaderboard_and_capacity_agree_with_the_reference(seeded: dict[str, Store], kind: str) -> None:
+    if kind not in seeded:
+        pytest.skip(f"no {kind} store")
+    store, memory = seeded[kind], seeded["memory"]
+    start, end = PERIODS[3]
+    for by in GROUPINGS:
+        for cohort in (None, "week", "month"):
+            assert_rows_agree(funnel(store, start, end, by, cohort), funnel(memory, start, end, by, cohort), f"funnel {by} {cohort}")
+    targets = rules().targets
+    for level in ("agent", "team", "desk"):
+        for metric in kpi.METRICS:
+            assert_rows_agree(
+                leaderboard(store, start, end, metric, level, targets=targets),
+                leaderboard(memory, start, end, metric, level, targets=targets), f"leaderboard {metric} {level}",
+            )
+    for as_of in (None, datetime(2026, 2, 15, tzinfo=UTC), datetime(2026, 3, 3, 12, tzinfo=UTC)):
+        assert_rows_agree(capacity(store, as_of), capacity(memory, as_of), f"capacity {as_of}")

@@ -29,7 +29,10 @@ from crmcore.kpi.definitions import (
 )
 from crmcore.storage.base import Store
 
-__all__ = ["GROUPINGS", "METRICS", "KpiError", "Period", "Row", "as_of_default", "compute", "figures"]
+__all__ = [
+    "GROUPINGS", "METRICS", "KpiError", "Period", "Row", "as_of_default", "check_grouping", "check_metrics",
+    "compute", "figures",
+]
 
 
 def as_of_default(store: Store, as_of: datetime | None) -> datetime:

@@ -8,7 +8,8 @@ places, so the order is the same on every run and store. Every active agent of r
 never assigned are not a competitor.
 
 Target attainment is actual / target where ``targets`` names the metric for that level
-(``per``); a target with a ``desk`` applies to that desk's agents (or that desk) only. A
+(``per``); a target with a ``desk`` applies to that desk's agents (or that desk) only, and
+wins over one without. A
 period of exactly one calendar month (ISO week, UTC day) uses a ``month`` (``week``,
 ``day``) target as it is; any other period scales the target by its length in days
 (month = 30 days, week = 7).
@@ -115,7 +116,6 @@ def _target(targets: Sequence[model.Target], metric: str, by: str, key: Any, age
     if by == "team":
         desks = {a.desk for a in agents.values() if a.manager == key}
         desk = next(iter(desks)) if len(desks) == 1 else None
-    for target in targets:
-        if target.metric == metric and target.per == by and (target.desk is None or target.desk == desk):
-            return target
-    return None
+    fitting = [t for t in targets if t.metric == metric and t.per == by and t.desk in (None, desk)]
+    # a desk's own target wins over the general one
+    return next((t for t in fitting if t.desk is not None), fitting[0] if fitting else None)
