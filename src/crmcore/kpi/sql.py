@@ -15,7 +15,7 @@ subqueries that pick one assignment (``seq``) per event or client.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -87,8 +87,9 @@ class _Query:
 
     # --- attribution: one assignment per event or client ---------------------------------------
 
-    def _holding(self, client_id: SQL, at: SQL, *also: SQL) -> SQL:
-        """The assignment holding the client at ``at`` (the latest started, if several)."""
+    def _holding(self, client_id: SQL, at: SQL, *also: Callable[[Any], SQL]) -> SQL:
+        """The assignment holding the client at ``at`` (the latest started, if several), among
+        those meeting the ``also`` conditions (built on the assignments' alias)."""
         a = self.t.assignments.alias("held")
         held = [a.c.client_id == client_id, a.c.assigned_at <= at, sa.or_(a.c.ended_at.is_(None), a.c.ended_at > at)]
         return sa.select(sa.func.max(a.c.seq)).where(*held, *(condition(a) for condition in also)).scalar_subquery()
@@ -97,7 +98,9 @@ class _Query:
         """The assignment an event ended (the FTD's hand-over), else the one holding it."""
         a = self.t.assignments.alias("ended")
         ended = sa.select(sa.func.max(a.c.seq)).where(a.c.client_id == e.c.client_id, a.c.ended_by == e.c.id)
-        not_its_own = lambda held: held.c.event_id != e.c.id  # noqa: E731  # not the one this event made
+        def not_its_own(held: Any) -> SQL:  # not the assignment this event made (a pooled FTD)
+            return held.c.event_id != e.c.id
+
         return sa.func.coalesce(ended.scalar_subquery(), self._holding(e.c.client_id, e.c.at, not_its_own))
 
     def _credited_registration(self, c: Any) -> SQL:
@@ -112,7 +115,9 @@ class _Query:
     def _credited_ftd(self, c: Any) -> SQL:
         a = self.t.assignments.alias("handed")
         handed = sa.select(sa.func.max(a.c.seq)).where(a.c.client_id == c.c.id, a.c.end_reason == "handover")
-        not_the_handover = lambda held: sa.or_(held.c.stage != "ftd", held.c.assigned_at != c.c.ftd_at)  # noqa: E731
+        def not_the_handover(held: Any) -> SQL:  # not the assignment the FTD's routing made
+            return sa.or_(held.c.stage != "ftd", held.c.assigned_at != c.c.ftd_at)
+
         return sa.func.coalesce(handed.scalar_subquery(), self._holding(c.c.id, c.c.ftd_at, not_the_handover))
 
     def _grouped(self, base: Any, c: Any, seq: SQL | None) -> tuple[Any, SQL | None]:
@@ -338,7 +343,7 @@ def figures(
         f.mark(family)
         return f
 
-    with store.engine.connect().execution_options(crm_deferred=True) as conn, conn.begin():
+    with _reading(store) as conn, conn.begin():
         if "registered" in wanted:
             for row in _rows(conn, q.registered()):
                 f = group(row.k, "registered")
