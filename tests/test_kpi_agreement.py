@@ -82,7 +82,7 @@ def test_the_realistic_history_exercises_every_kpi(seeded: dict[str, Store]) -> 
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 10_000),
     clients=st.integers(0, 14),
