@@ -3,6 +3,7 @@
     python bench/kpi_bench.py                                  # 100,000 clients, 1,000,000 events, both databases
     python bench/kpi_bench.py --db sqlite --clients 10000 --events 100000   # a smaller run
     python bench/kpi_bench.py --pg-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres
+    python bench/kpi_bench.py --keep /tmp/kpi-bench --families   # keep the data for the next run; time each family
 
 The data set is written straight into a SqlStore's tables (the engine would take hours for a
 million events): a seeded broker of 40 sales agents (4 teams) and 10 retention agents;
@@ -313,11 +314,26 @@ def best(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return min(times), result
 
 
+FAMILY_METRICS = {
+    "registered": ["registrations", "ftd_conversion_rate"],
+    "ftd": ["ftd_count", "avg_time_to_ftd_days", "clv", "clv_net_deposits"],
+    "money": ["net_deposits", "revenue"],
+    "active": ["active_clients"],
+    "retention": ["churn_rate", "reactivation_rate"],
+    "sla": ["first_contact_sla_rate"],
+}
+
+
 def bench(name: str, store: SqlStore, args: argparse.Namespace) -> None:
-    print(f"{name}: building the data set", flush=True)
-    started = time.perf_counter()
-    as_of = build(store, args.clients, args.events, args.seed)
-    print(f"  built in {time.perf_counter() - started:.1f} s", flush=True)
+    if store.latest_event_at() is None:
+        print(f"{name}: building the data set", flush=True)
+        started = time.perf_counter()
+        as_of = build(store, args.clients, args.events, args.seed)
+        print(f"  built in {time.perf_counter() - started:.1f} s", flush=True)
+    else:
+        as_of = store.latest_event_at()
+        print(f"{name}: reusing the data set there", flush=True)
+    assert as_of is not None
     schema = f'"{store.schema}".' if store.schema else ""
     names = {k: f"{schema}{store.prefix}{table}" for k, table in (("c", "clients"), ("e", "events"), ("a", "assignments"))}
     statements = floor_statements(store.engine.dialect.name, names)
@@ -331,6 +347,25 @@ def bench(name: str, store: SqlStore, args: argparse.Namespace) -> None:
     floor_time, _ = best(lambda: floor_figures(store, statements, as_of), args.repeat)
     print(f"  all KPIs by agent, April 2026 ({len(rows)} rows): crmcore {ours_time:.2f} s, "
           f"hand-written SQL {floor_time:.2f} s, ratio {ours_time / floor_time:.2f}x (goal <= 2x)", flush=True)
+    if args.families:
+        for family, metrics in FAMILY_METRICS.items():
+            mine, _ = best(lambda m=metrics: kpi.figures(store, m, START, END, "agent", as_of), args.repeat)
+            only = {family: statements[family]}
+            hand, _ = best(lambda o=only: _one_statement(store, o, as_of), args.repeat)
+            print(f"    {family:<10} crmcore {mine:6.2f} s   hand-written {hand:6.2f} s", flush=True)
+
+
+def _one_statement(store: SqlStore, only: dict[str, str], as_of: datetime) -> None:
+    sqlite = store.engine.dialect.name == "sqlite"
+
+    def bind(t: datetime) -> Any:
+        return naive(t).isoformat(sep=" ", timespec="microseconds") if sqlite else naive(t)
+
+    params = {"start": bind(START), "end": bind(END), "as_of": bind(as_of),
+              "before": bind(START - (END - START)), "idle": bind(START - timedelta(days=30))}
+    with store.engine.connect() as conn:
+        for statement in only.values():
+            conn.execute(sa.text(statement), params).fetchall()
 
 
 def main() -> None:
@@ -341,22 +376,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--pg-url", default=os.environ.get("CRMCORE_TEST_PG_URL", ""))
+    parser.add_argument("--families", action="store_true", help="also time each query family on its own")
+    parser.add_argument("--keep", metavar="DIR", help="keep the data (SQLite file in DIR, PostgreSQL schema kpi_bench) "
+                        "and reuse it when there")
     args = parser.parse_args()
     if args.db in ("sqlite", "both"):
-        folder = tempfile.mkdtemp(prefix="kpi-bench-")
+        folder = args.keep or tempfile.mkdtemp(prefix="kpi-bench-")
         bench("SQLite", SqlStore(f"sqlite:///{folder}/crm.db"), args)
     if args.db in ("postgresql", "both"):
         if not args.pg_url:
             sys.exit("PostgreSQL: give --pg-url or set CRMCORE_TEST_PG_URL")
         engine = sa.create_engine(args.pg_url)
         with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA IF EXISTS kpi_bench CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA kpi_bench")
+            if not args.keep:
+                conn.exec_driver_sql("DROP SCHEMA IF EXISTS kpi_bench CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS kpi_bench")
         try:
             bench("PostgreSQL", SqlStore(engine, schema="kpi_bench"), args)
         finally:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("DROP SCHEMA IF EXISTS kpi_bench CASCADE")
+            if not args.keep:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("DROP SCHEMA IF EXISTS kpi_bench CASCADE")
 
 
 if __name__ == "__main__":

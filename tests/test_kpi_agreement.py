@@ -90,9 +90,10 @@ def test_the_realistic_history_exercises_every_kpi(seeded: dict[str, Store]) -> 
     days=st.integers(1, 45),
     hours=st.integers(0, 23),
     by=st.sampled_from(GROUPINGS),
+    cohort=st.sampled_from([None, "week", "month"]),
 )
 def test_sql_and_reference_agree_on_generated_histories(
-    kind: str, seed: int, clients: int, offset: int, days: int, hours: int, by: str | None
+    kind: str, seed: int, clients: int, offset: int, days: int, hours: int, by: str | None, cohort: str | None
 ) -> None:
     store = make_store(kind)
     steps = generate(seed=seed, clients=clients, days=60)
@@ -102,6 +103,7 @@ def test_sql_and_reference_agree_on_generated_histories(
     end = start + timedelta(days=days)
     compare(store, memory, start, end, by)
     compare(store, memory, start, end, None)
+    assert_rows_agree(funnel(store, start, end, by, cohort), funnel(memory, start, end, by, cohort), "funnel")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -8,41 +8,27 @@ funded without the KYC stages. Each stage has its conversion from the previous s
 from registration, and the time from the previous stage (median and nearest-rank p90, in
 days, over the clients with both times).
 
-On a SqlStore the cohort and its attribution come from one query; the counting is the
-same Python for every store.
+On a SqlStore it is one query (window functions for the medians and p90s); on other
+stores, plain Python over the Store protocol (the reference the tests hold the SQL to).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from crmcore.kpi.definitions import KpiError, Period, Row, check_grouping, group_order
+from crmcore.kpi.definitions import DAY_MICROS, KpiError, Period, Row, check_grouping, group_order
 from crmcore.storage.base import Store
 from crmcore.storage.records import Assignment
 
-__all__ = ["COHORTS", "STAGES", "funnel", "median_p90"]
+__all__ = ["COHORTS", "STAGES", "funnel"]
 
 STAGES = ("registered", "kyc_submitted", "kyc_approved", "funded")
 COHORTS = ("week", "month")
 _MICRO = timedelta(microseconds=1)
 
 Member = tuple[Any, datetime, datetime | None, datetime | None, datetime | None]
-
-
-def median_p90(values: Iterable[int]) -> tuple[float | None, float | None]:
-    """Median (the mean of the two middles for an even count) and nearest-rank p90 of
-    durations in microseconds, in days."""
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        return None, None
-    middle = Decimal(ordered[n // 2]) if n % 2 else Decimal(ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    p90 = ordered[-(-9 * n // 10) - 1]
-    day = Decimal(86_400_000_000)
-    return float(middle / day), float(Decimal(p90) / day)
 
 
 def cohort_of(at: datetime, cohort: str | None) -> str | None:
@@ -55,12 +41,6 @@ def cohort_of(at: datetime, cohort: str | None) -> str | None:
 
 
 def _members(store: Store, period: Period, by: str | None) -> list[Member]:
-    from crmcore.storage.sql import SqlStore
-
-    if isinstance(store, SqlStore):
-        from crmcore.kpi import sql
-
-        return [tuple(row) for row in sql.cohort(store, period, by)]  # type: ignore[misc]
     agents = store.agents()
     registrations = {e.id for e in store.events() if e.type == "client_registered"}
     members: list[Member] = []
@@ -85,49 +65,80 @@ def _members(store: Store, period: Period, by: str | None) -> list[Member]:
     return members
 
 
+Bucket = tuple[Any, Any, list[int], list[Decimal | None], list[int | None]]
+
+
+def _buckets_reference(store: Store, period: Period, as_of: datetime, by: str | None, cohort: str | None) -> list[Bucket]:
+    """The funnel's figures in plain Python: counts per stage, median and p90 microseconds
+    per transition, per cohort and group."""
+    groups: dict[tuple[Any, Any], list[Member]] = {}
+    for member in _members(store, period, by):
+        groups.setdefault((cohort_of(member[1], cohort), member[0]), []).append(member)
+    found: list[Bucket] = []
+    for (bucket, key), members in groups.items():
+        counts: list[int] = []
+        medians: list[Decimal | None] = []
+        p90s: list[int | None] = []
+        for index in range(len(STAGES)):
+            reached = [m for m in members if m[index + 1] is not None and m[index + 1] <= as_of]  # type: ignore[operator]
+            counts.append(len(reached))
+            if index == 0:
+                continue
+            took = sorted((m[index + 1] - m[index]) // _MICRO for m in reached if m[index] is not None)  # type: ignore[operator]
+            n = len(took)
+            if n == 0:
+                medians.append(None)
+                p90s.append(None)
+                continue
+            medians.append(Decimal(took[n // 2]) if n % 2 else Decimal(took[n // 2 - 1] + took[n // 2]) / 2)
+            p90s.append(took[-(-9 * n // 10) - 1])
+        found.append((bucket, key, counts, medians, p90s))
+    return found
+
+
 def funnel(
     store: Store, start: datetime, end: datetime, by: str | None = None,
-    cohort: str | None = None, as_of: datetime | None = None,
+    cohort: str | None = None, as_of: datetime | None = None, *, reference: bool = False,
 ) -> list[Row]:
     """One row per cohort and group: each stage's count, ``<stage>_rate`` (from the previous
     stage), ``<stage>_overall`` (from registration), ``<stage>_median_days`` and
-    ``<stage>_p90_days`` (time from the previous stage)."""
+    ``<stage>_p90_days`` (time from the previous stage). In SQL for a SqlStore unless
+    ``reference``."""
     from crmcore.kpi import as_of_default
+    from crmcore.storage.sql import SqlStore
 
     check_grouping(by)
     if cohort is not None and cohort not in COHORTS:
         raise KpiError(f"unknown cohort {cohort!r} (one of: week, month)")
     period = Period(start, end)
     moment = as_of_default(store, as_of)
-    buckets: dict[tuple[Any, Any], list[Member]] = {}
-    for member in _members(store, period, by):
-        buckets.setdefault((cohort_of(member[1], cohort), member[0]), []).append(member)
+    if isinstance(store, SqlStore) and not reference:
+        from crmcore.kpi import sql
+
+        buckets = sql.funnel(store, period, moment, by, cohort)
+    else:
+        buckets = _buckets_reference(store, period, moment, by, cohort)
     if not buckets and by is None and cohort is None:
-        buckets[(None, None)] = []
+        buckets = [(None, None, [0, 0, 0, 0], [None] * 3, [None] * 3)]
     rows = []
-    for (bucket, key), members in sorted(buckets.items(), key=lambda kv: (group_order(kv[0][0]), group_order(kv[0][1]))):
+    for bucket, key, counts, medians, p90s in sorted(buckets, key=lambda b: (group_order(b[0]), group_order(b[1]))):
         row: Row = {}
         if cohort is not None:
             row["cohort"] = bucket
         if by is not None:
             row[by] = key
-        row.update(_stages(members, moment))
+        for index, stage in enumerate(STAGES):
+            row[stage] = counts[index]
+            if index == 0:
+                continue
+            previous = counts[index - 1]
+            row[f"{stage}_rate"] = counts[index] / previous if previous else None
+            row[f"{stage}_overall"] = counts[index] / counts[0] if counts[0] else None
+            row[f"{stage}_median_days"] = _days(medians[index - 1])
+            row[f"{stage}_p90_days"] = _days(p90s[index - 1])
         rows.append(row)
     return rows
 
 
-def _stages(members: list[Member], as_of: datetime) -> Mapping[str, Any]:
-    out: dict[str, Any] = {}
-    counts = []
-    for index, stage in enumerate(STAGES):
-        reached = [m for m in members if m[index + 1] is not None and m[index + 1] <= as_of]  # type: ignore[operator]
-        counts.append(len(reached))
-        out[stage] = len(reached)
-        if index == 0:
-            continue
-        previous = counts[index - 1]
-        out[f"{stage}_rate"] = len(reached) / previous if previous else None
-        out[f"{stage}_overall"] = len(reached) / counts[0] if counts[0] else None
-        took = [(m[index + 1] - m[index]) // _MICRO for m in reached if m[index] is not None]  # type: ignore[operator]
-        out[f"{stage}_median_days"], out[f"{stage}_p90_days"] = median_p90(took)
-    return out
+def _days(micros: Decimal | int | None) -> float | None:
+    return None if micros is None else float(Decimal(micros) / DAY_MICROS)

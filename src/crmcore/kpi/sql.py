@@ -29,7 +29,7 @@ from crmcore.rules.sql import epoch_micros
 from crmcore.storage.schema import Money
 from crmcore.storage.sql import SqlStore
 
-__all__ = ["DECIMAL_SUM", "capacity_counts", "cohort", "figures", "install_decimal_sum"]
+__all__ = ["DECIMAL_SUM", "capacity_counts", "figures", "funnel", "install_decimal_sum"]
 
 DECIMAL_SUM = "crm_decimal_sum"
 SQL = Any  # a SQLAlchemy column expression
@@ -287,19 +287,59 @@ class _Query:
             query = self._select(a.join(c, c.c.id == a.c.client_id), c, None, *columns)
         return query.where(a.c.sla_due_at.is_not(None), a.c.assigned_at >= p.start, a.c.assigned_at < p.end)
 
-    def cohort(self) -> Any:
-        """The clients registered in P, each with its group's key (registration routing's
-        assignment for agent, team and desk) and its stage timestamps: the funnel's input."""
-        c, p = self.t.clients, self.period
+    def funnel(self, cohort: str | None) -> Any:
+        """Per cohort and group: how many clients registered in P reached each stage by as-of,
+        and per transition the sum and count of the middle durations (median) and the
+        nearest-rank p90, by window functions over the durations (nulls ranked last)."""
+        c, p, at = self.t.clients, self.period, self.as_of
         joined, key = self._grouped(c, c, self._credited_registration(c) if self.by in ("agent", "desk", "team") else None)
-        return (
-            sa.select(
-                (key if key is not None else sa.literal(None)).label("k"), c.c.registered_at,
-                c.c.kyc_submitted_at, c.c.kyc_approved_at, c.c.ftd_at,
-            )
-            .select_from(joined)
+        bucket = self._cohort(c.c.registered_at, cohort)
+        times = [c.c.registered_at, c.c.kyc_submitted_at, c.c.kyc_approved_at, c.c.ftd_at]
+        reached = [sa.and_(t.is_not(None), t <= at) for t in times]
+        took = [
+            sa.case((sa.and_(reached[j], times[j - 1].is_not(None)), epoch_micros(times[j]) - epoch_micros(times[j - 1])))
+            for j in (1, 2, 3)
+        ]
+        parts = [e for e in (bucket, key) if e is not None]
+        columns: list[SQL] = [
+            (bucket if bucket is not None else sa.literal(None)).label("b"),
+            (key if key is not None else sa.literal(None)).label("k"),
+            *(sa.case((r, 1), else_=0).label(f"reached{i}") for i, r in enumerate(reached)),
+        ]
+        for j, d in enumerate(took, start=1):
+            columns += [
+                d.label(f"took{j}"),
+                sa.func.row_number().over(partition_by=parts or None, order_by=[d.is_(None), d]).label(f"rn{j}"),
+                sa.func.count(d).over(partition_by=parts or None).label(f"n{j}"),
+            ]
+        each = (
+            sa.select(*columns).select_from(joined)
             .where(c.c.registered_at >= p.start, c.c.registered_at < p.end)
+            .subquery("each")
         )
+        figures: list[SQL] = [each.c.b, each.c.k, *(sa.func.sum(each.c[f"reached{i}"]).label(f"reached{i}") for i in range(4))]
+        for j in (1, 2, 3):
+            span, rn, n = each.c[f"took{j}"], each.c[f"rn{j}"], each.c[f"n{j}"]
+            middle = sa.and_(span.is_not(None), sa.or_(rn == (n + 1) // 2, rn == (n + 2) // 2))
+            figures += [
+                sa.func.sum(sa.case((middle, span))).label(f"middle_sum{j}"),
+                _count_if(middle).label(f"middle_count{j}"),
+                sa.func.max(sa.case((sa.and_(span.is_not(None), rn == (9 * n + 9) // 10), span))).label(f"p90_{j}"),
+            ]
+        return sa.select(*figures).group_by(each.c.b, each.c.k)
+
+    def _cohort(self, at: SQL, cohort: str | None) -> SQL | None:
+        """The week (its Monday, ``2026-02-02``) or month (``2026-02``) of a UTC time, as text."""
+        if cohort is None:
+            return None
+        if self.store.engine.dialect.name == "sqlite":  # the text 'YYYY-MM-DD HH:MM:SS.ffffff'
+            if cohort == "month":
+                return sa.func.substr(at, 1, 7)
+            back = (sa.cast(sa.func.strftime("%w", at), sa.Integer) + 6) % 7  # days since Monday
+            return sa.func.date(at, sa.literal("-") + sa.cast(back, sa.String) + sa.literal(" days"))
+        if cohort == "month":
+            return sa.func.to_char(at, "YYYY-MM")
+        return sa.func.to_char(sa.func.date_trunc("week", at), "YYYY-MM-DD")
 
     def capacity(self, since: datetime) -> tuple[Any, Any]:
         """Open clients per desk at as-of, and clients new to a desk in ``(since, as_of]``."""
@@ -397,11 +437,23 @@ def _reading(store: SqlStore) -> Any:
     return store.engine.connect().execution_options(crm_deferred=True)
 
 
-def cohort(store: SqlStore, period: Period, by: str | None) -> list[tuple[Any, ...]]:
-    """The funnel's input: ``(key, registered_at, kyc_submitted_at, kyc_approved_at, ftd_at)``
-    of each client registered in ``period``."""
+def funnel(
+    store: SqlStore, period: Period, as_of: datetime, by: str | None, cohort: str | None
+) -> list[tuple[Any, Any, list[int], list[Decimal | None], list[int | None]]]:
+    """Per cohort and group: ``(cohort, key, counts per stage, median and p90 microseconds
+    per transition)``."""
+    found = []
     with _reading(store) as conn, conn.begin():
-        return [tuple(row) for row in conn.execute(_Query(store, period, period.end, by).cohort())]
+        for row in conn.execute(_Query(store, period, as_of, by).funnel(cohort)):
+            m = row._mapping
+            counts = [int(m[f"reached{i}"]) for i in range(4)]
+            medians = [
+                Decimal(int(m[f"middle_sum{j}"])) / int(m[f"middle_count{j}"]) if m[f"middle_count{j}"] else None
+                for j in (1, 2, 3)
+            ]
+            p90s = [int(m[f"p90_{j}"]) if m[f"p90_{j}"] is not None else None for j in (1, 2, 3)]
+            found.append((row.b, row.k, counts, medians, p90s))
+    return found
 
 
 def capacity_counts(store: SqlStore, as_of: datetime, days: int) -> tuple[dict[str, int], dict[str, int]]:
