@@ -189,30 +189,30 @@ def floor_statements(dialect: str, names: dict[str, str]) -> dict[str, str]:
             WHERE c.registered_at >= :start AND c.registered_at < :end
             GROUP BY a.agent_id""",
         "ftd": f"""
-            WITH cohort AS (
-              SELECT c.id, {took} AS took,
-                     coalesce((SELECT max(x.seq) FROM {n['a']} x WHERE x.client_id = c.id AND x.end_reason = 'handover'),
-                              {holding.format(a=n['a'], cid='c.id', at='c.ftd_at', more=" AND (h.stage <> 'ftd' OR h.assigned_at <> c.ftd_at)")}) AS credited
-              FROM {n['c']} c WHERE c.ftd_at >= :start AND c.ftd_at < :end),
-            life AS (
-              SELECT e.client_id,
-                     {dsum}(CASE WHEN e.type = 'trade' THEN e.revenue END) AS revenue,
-                     {dsum}(CASE WHEN e.type = 'deposit' AND e.status = 'completed' THEN e.amount END) AS deposits,
-                     {dsum}(CASE WHEN e.type = 'withdrawal' AND e.status = 'completed' THEN e.amount END) AS withdrawals
-              FROM {n['e']} e WHERE e.client_id IN (SELECT id FROM cohort) AND e.at <= :as_of
-                AND e.type IN ('trade', 'deposit', 'withdrawal')
-              GROUP BY e.client_id),
-            ranked AS (
-              SELECT a.agent_id AS k, cohort.took, life.revenue, life.deposits, life.withdrawals,
-                     row_number() OVER (PARTITION BY a.agent_id ORDER BY cohort.took) AS rn,
-                     count(*) OVER (PARTITION BY a.agent_id) AS n
-              FROM cohort LEFT JOIN life ON life.client_id = cohort.id LEFT JOIN {n['a']} a ON a.seq = cohort.credited)
             SELECT k, count(*) AS ftd_count, sum(took) AS took,
                    sum(CASE WHEN rn IN ((n + 1) / 2, (n + 2) / 2) THEN took END) AS middle_sum,
                    sum(CASE WHEN rn IN ((n + 1) / 2, (n + 2) / 2) THEN 1 ELSE 0 END) AS middle_count,
                    max(CASE WHEN rn = (9 * n + 9) / 10 THEN took END) AS p90,
                    {dsum}(revenue) AS revenue, {dsum}(deposits) AS deposits, {dsum}(withdrawals) AS withdrawals
-            FROM ranked GROUP BY k""",
+            FROM (
+              SELECT a.agent_id AS k, {took} AS took, life.revenue, life.deposits, life.withdrawals,
+                     row_number() OVER (PARTITION BY a.agent_id ORDER BY {took}) AS rn,
+                     count(*) OVER (PARTITION BY a.agent_id) AS n
+              FROM {n['c']} c
+              LEFT JOIN (
+                SELECT e.client_id,
+                       {dsum}(CASE WHEN e.type = 'trade' THEN e.revenue END) AS revenue,
+                       {dsum}(CASE WHEN e.type = 'deposit' AND e.status = 'completed' THEN e.amount END) AS deposits,
+                       {dsum}(CASE WHEN e.type = 'withdrawal' AND e.status = 'completed' THEN e.amount END) AS withdrawals
+                FROM {n['e']} e
+                WHERE e.client_id IN (SELECT id FROM {n['c']} WHERE ftd_at >= :start AND ftd_at < :end)
+                  AND e.at <= :as_of AND e.type IN ('trade', 'deposit', 'withdrawal')
+                GROUP BY e.client_id) life ON life.client_id = c.id
+              LEFT JOIN {n['a']} a ON a.seq = coalesce(
+                (SELECT max(x.seq) FROM {n['a']} x WHERE x.client_id = c.id AND x.end_reason = 'handover'),
+                {holding.format(a=n['a'], cid='c.id', at='c.ftd_at', more=" AND (h.stage <> 'ftd' OR h.assigned_at <> c.ftd_at)")})
+              WHERE c.ftd_at >= :start AND c.ftd_at < :end) ranked
+            GROUP BY k""",
         "money": f"""
             SELECT a.agent_id AS k,
                    {dsum}(CASE WHEN e.type = 'deposit' THEN e.amount END) AS deposits,
