@@ -3,22 +3,24 @@ Decimal sums exactly, rates and days to 1e-9."""
 
 from __future__ import annotations
 
-import contextlib
 import math
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmcore import kpi
+from crmcore import SqlStore, kpi
 from crmcore.kpi.capacity import capacity
 from crmcore.kpi.funnel import funnel
 from crmcore.kpi.leaderboard import leaderboard
 from crmcore.storage import MemoryStore, Store
-from tests.conftest import make_store
+from tests.conftest import PG_URL_ENV, make_store
 from tests.kpi_history import generate, replay, rules
 
 GROUPINGS = [None, *kpi.GROUPINGS]
@@ -50,13 +52,30 @@ def compare(store: Store, reference: Store, start: datetime, end: datetime, by: 
 
 
 @pytest.fixture(scope="module")
-def seeded() -> dict[str, Store]:
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Store]]:
+    """One seeded history on every store kind, each in a database of its own (``make_store``
+    empties the shared test database, which other tests of the session use)."""
     steps = generate(seed=6, clients=70)
     stores: dict[str, Store] = {"memory": replay(steps, MemoryStore()).store}
+    folder = tmp_path_factory.mktemp("kpi-seeded")
+    stores["sqlite"] = replay(steps, SqlStore(f"sqlite:///{folder}/seeded.db")).store
+    url = os.environ.get(PG_URL_ENV)
+    schema = f"crm_kpi_seeded_{os.getpid()}"
+    engine = sa.create_engine(url) if url else None
+    if engine is not None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        stores["postgresql"] = replay(steps, SqlStore(engine, schema=schema)).store
+    yield stores
     for kind in ("sqlite", "postgresql"):
-        with contextlib.suppress(pytest.skip.Exception):  # no PostgreSQL here: its tests skip
-            stores[kind] = replay(steps, make_store(kind)).store
-    return stores
+        store = stores.get(kind)
+        if isinstance(store, SqlStore):
+            store.close()
+    if engine is not None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

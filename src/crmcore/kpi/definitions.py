@@ -18,9 +18,9 @@ from crmcore.rules import model
 from crmcore.rules.diagnostics import CrmError
 
 __all__ = [
-    "DAY_MICROS", "DURATION_COLUMNS", "GROUPINGS", "METRICS", "Figures", "KpiError", "Period",
-    "Row", "campaign_share", "check_grouping", "check_metrics", "finish", "group_order",
-    "headcounts",
+    "COST_GROUPINGS", "DAY_MICROS", "GROUPINGS", "LOWER_IS_BETTER", "METRICS", "Figures", "KpiError",
+    "Period", "Row", "campaign_share", "check_grouping", "check_metrics", "families", "finish",
+    "group_order", "headcounts",
 ]
 
 METRICS: tuple[str, ...] = tuple(model.KPI_METRICS)
@@ -29,11 +29,6 @@ METRICS: tuple[str, ...] = tuple(model.KPI_METRICS)
 GROUPINGS: tuple[str, ...] = ("agent", "team", "desk", "source", "country", "ib", "campaign")
 """What KPIs group by: the credited assignment's agent, the agent's manager (team) and the
 assignment's desk; the client's source, country, IB and campaign."""
-
-DURATION_COLUMNS: Mapping[str, tuple[str, ...]] = {
-    "avg_time_to_ftd_days": ("median_time_to_ftd_days", "p90_time_to_ftd_days"),
-}
-"""Extra columns a KPI brings with it."""
 
 DAY_MICROS = 86_400_000_000
 LOWER_IS_BETTER = frozenset({"avg_time_to_ftd_days", "churn_rate", "cpa"})
@@ -158,18 +153,17 @@ def _days(micros: Decimal | int | None, count: int = 1) -> float | None:
     return float(Decimal(micros) / count / DAY_MICROS)
 
 
-_FAMILY = {
+_FAMILY: Mapping[str, str] = {  # the query family each KPI comes from (one query per family)
     "registrations": "registered", "ftd_conversion_rate": "registered", "ftd_count": "ftd",
     "avg_time_to_ftd_days": "ftd", "clv": "ftd", "clv_net_deposits": "ftd", "net_deposits": "money",
     "revenue": "money", "revenue_per_agent": "money", "active_clients": "active",
     "churn_rate": "retention", "reactivation_rate": "retention", "cpa": "cost",
     "first_contact_sla_rate": "sla",
 }
-FAMILIES: Mapping[str, str] = _FAMILY
-"""The query family each KPI comes from (one query per family)."""
 
 
 def families(metrics: Sequence[str]) -> set[str]:
+    """The query families that ``metrics`` need (``cpa`` divides by the FTD family's count)."""
     wanted = {_FAMILY[m] for m in metrics}
     if "cpa" in metrics:
         wanted.add("ftd")

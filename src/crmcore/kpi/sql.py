@@ -98,6 +98,7 @@ class _Query:
         """The assignment an event ended (the FTD's hand-over), else the one holding it."""
         a = self.t.assignments.alias("ended")
         ended = sa.select(sa.func.max(a.c.seq)).where(a.c.client_id == e.c.client_id, a.c.ended_by == e.c.id)
+
         def not_its_own(held: Any) -> SQL:  # not the assignment this event made (a pooled FTD)
             return held.c.event_id != e.c.id
 
@@ -115,23 +116,25 @@ class _Query:
     def _credited_ftd(self, c: Any) -> SQL:
         a = self.t.assignments.alias("handed")
         handed = sa.select(sa.func.max(a.c.seq)).where(a.c.client_id == c.c.id, a.c.end_reason == "handover")
+
         def not_the_handover(held: Any) -> SQL:  # not the assignment the FTD's routing made
             return sa.or_(held.c.stage != "ftd", held.c.assigned_at != c.c.ftd_at)
 
         return sa.func.coalesce(handed.scalar_subquery(), self._holding(c.c.id, c.c.ftd_at, not_the_handover))
 
-    def _grouped(self, base: Any, c: Any, seq: SQL | None) -> tuple[Any, SQL | None]:
+    def _grouped(self, base: Any, c: Any, credit: Callable[[], SQL] | None) -> tuple[Any, SQL | None]:
         """``base`` joined to what the grouping reads, and the group's key (``None`` without one).
-        ``seq`` is the credited assignment; ``c`` the clients' table in ``base``."""
+        ``credit`` builds the credited assignment's ``seq`` (agent, team and desk groupings);
+        ``c`` is the clients' table in ``base``."""
         by = self.by
         if by is None:
             return base, None
         if by in ("source", "country", "ib", "campaign"):
             column = {"ib": "ib_id"}.get(by, by)
             return base, c.c[column]
-        assert seq is not None
+        assert credit is not None
         a = self.t.assignments.alias("credited")
-        joined = base.outerjoin(a, a.c.seq == seq)
+        joined = base.outerjoin(a, a.c.seq == credit())
         if by == "agent":
             return joined, a.c.agent_id
         if by == "desk":
@@ -139,8 +142,8 @@ class _Query:
         g = self.t.agents.alias("credited_agent")
         return joined.outerjoin(g, g.c.id == a.c.agent_id), g.c.manager
 
-    def _select(self, base: Any, c: Any, seq: SQL | None, *columns: SQL) -> Any:
-        joined, key = self._grouped(base, c, seq)
+    def _select(self, base: Any, c: Any, credit: Callable[[], SQL] | None, *columns: SQL) -> Any:
+        joined, key = self._grouped(base, c, credit)
         n = sa.func.count().label("n")
         if key is None:
             return sa.select(sa.literal(None).label("k"), n, *columns).select_from(joined)
@@ -152,7 +155,7 @@ class _Query:
         c = self.t.clients
         p = self.period
         query = self._select(
-            c, c, self._credited_registration(c) if self.by in ("agent", "desk", "team") else None,
+            c, c, lambda: self._credited_registration(c),
             sa.func.count().label("registrations"),
             _count_if(sa.and_(c.c.ftd_at.is_not(None), c.c.ftd_at <= self.as_of)).label("converted"),
         )
@@ -180,7 +183,7 @@ class _Query:
             .subquery("lifetime")
         )
         base = c.outerjoin(lifetime, lifetime.c.client_id == c.c.id)
-        joined, key = self._grouped(base, c, self._credited_ftd(c) if self.by in ("agent", "desk", "team") else None)
+        joined, key = self._grouped(base, c, lambda: self._credited_ftd(c))
         took = (epoch_micros(c.c.ftd_at) - epoch_micros(c.c.registered_at)).label("took")
         each = (
             sa.select(
@@ -209,7 +212,7 @@ class _Query:
         completed = e.c.status == "completed"
         base = e.join(c, c.c.id == e.c.client_id) if self.by in ("source", "country", "ib", "campaign") else e
         query = self._select(
-            base, c, self._credited_event(e) if self.by in ("agent", "desk", "team") else None,
+            base, c, lambda: self._credited_event(e),
             _sum(self.store, sa.case((sa.and_(e.c.type == "deposit", completed), e.c.amount))).label("deposits"),
             _sum(self.store, sa.case((sa.and_(e.c.type == "withdrawal", completed), e.c.amount))).label("withdrawals"),
             _sum(self.store, sa.case((e.c.type == "trade", e.c.revenue))).label("revenue"),
@@ -235,7 +238,7 @@ class _Query:
             .join(trade, trade.c.seq == first.c.seq)
         )
         query = self._select(
-            base, c, self._credited_event(trade) if self.by in ("agent", "desk", "team") else None,
+            base, c, lambda: self._credited_event(trade),
             sa.func.count().label("active"),
         )
         return query.where(c.c.ftd_at.is_not(None), c.c.ftd_at < p.end)
@@ -264,7 +267,7 @@ class _Query:
         )
         return self._select(
             flags, flags,
-            self._holding(flags.c.id, sa.literal(p.start, c.c.ftd_at.type)) if self.by in ("agent", "desk", "team") else None,
+            lambda: self._holding(flags.c.id, sa.literal(p.start, c.c.ftd_at.type)),
             _count_if(flags.c.was_active == 1).label("churn_base"),
             _count_if(sa.and_(flags.c.was_active == 1, flags.c.now_active == 0)).label("churned"),
             _count_if(flags.c.recent == 0).label("reactivation_base"),
@@ -284,7 +287,7 @@ class _Query:
             base = a.outerjoin(g, g.c.id == a.c.agent_id) if by == "team" else a
             query = sa.select(key.label("k"), n, *columns).select_from(base).group_by(key)
         else:
-            query = self._select(a.join(c, c.c.id == a.c.client_id), c, None, *columns)
+            query = self._select(a.join(c, c.c.id == a.c.client_id), c, None, *columns)  # client fields only
         return query.where(a.c.sla_due_at.is_not(None), a.c.assigned_at >= p.start, a.c.assigned_at < p.end)
 
     def funnel(self, cohort: str | None) -> Any:
@@ -292,7 +295,7 @@ class _Query:
         and per transition the sum and count of the middle durations (median) and the
         nearest-rank p90, by window functions over the durations (nulls ranked last)."""
         c, p, at = self.t.clients, self.period, self.as_of
-        joined, key = self._grouped(c, c, self._credited_registration(c) if self.by in ("agent", "desk", "team") else None)
+        joined, key = self._grouped(c, c, lambda: self._credited_registration(c))
         bucket = self._cohort(c.c.registered_at, cohort)
         times = [c.c.registered_at, c.c.kyc_submitted_at, c.c.kyc_approved_at, c.c.ftd_at]
         reached = [sa.and_(t.is_not(None), t <= at) for t in times]
