@@ -347,6 +347,18 @@ def bench(name: str, store: SqlStore, args: argparse.Namespace) -> None:
     floor_time, _ = best(lambda: floor_figures(store, statements, as_of), args.repeat)
     print(f"  all KPIs by agent, April 2026 ({len(rows)} rows): crmcore {ours_time:.2f} s, "
           f"hand-written SQL {floor_time:.2f} s, ratio {ours_time / floor_time:.2f}x (goal <= 2x)", flush=True)
+    if args.views:
+        from crmcore.kpi.capacity import capacity
+        from crmcore.kpi.funnel import funnel
+        from crmcore.kpi.leaderboard import leaderboard
+
+        quarter = datetime(2026, 1, 1, tzinfo=UTC), START
+        took, rows = best(lambda: funnel(store, *quarter, by="agent", cohort="week", as_of=as_of), args.repeat)
+        print(f"  funnel by agent and week, Q1 2026 ({len(rows)} rows): {took:.2f} s", flush=True)
+        took, rows = best(lambda: leaderboard(store, START, END, "net_deposits", as_of=as_of), args.repeat)
+        print(f"  leaderboard by net deposits, April: {took:.2f} s", flush=True)
+        took, rows = best(lambda: capacity(store, as_of=END), args.repeat)
+        print(f"  capacity of {len(rows)} desks: {took:.2f} s", flush=True)
     if args.families:
         for family, metrics in FAMILY_METRICS.items():
             mine, _ = best(lambda m=metrics: kpi.figures(store, m, START, END, "agent", as_of), args.repeat)
@@ -377,6 +389,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--pg-url", default=os.environ.get("CRMCORE_TEST_PG_URL", ""))
     parser.add_argument("--families", action="store_true", help="also time each query family on its own")
+    parser.add_argument("--views", action="store_true", help="also time the funnel, a leaderboard and capacity")
     parser.add_argument("--keep", metavar="DIR", help="keep the data (SQLite file in DIR, PostgreSQL schema kpi_bench) "
                         "and reuse it when there")
     args = parser.parse_args()

@@ -63,6 +63,8 @@ def _ftd_holder(history: Sequence[Assignment], ftd_at: datetime) -> Assignment |
 
 
 class _Groups:
+    """Figures per group, keyed as the grouping says (see the module docstring)."""
+
     def __init__(self, by: str | None, agents: Mapping[str, model.Agent]) -> None:
         self.by, self.agents = by, agents
         self.figures: dict[Any, Figures] = {}
