@@ -1,5 +1,6 @@
 """crmcore: the sales-and-retention rules of a forex/CFD broker, typed, explainable and compiled."""
 
+from crmcore import kpi  # the KPI module: crmcore.kpi.compute(...)
 from crmcore.engine import BatchSummary, Engine, EngineError, Result
 from crmcore.events import BadEvent, EventError, parse_event, read_events
 from crmcore.notify import (
@@ -51,6 +52,7 @@ __all__ = [
     "Store",
     "View",
     "__version__",
+    "kpi",
     "load_rules",
     "loads",
     "parse_event",

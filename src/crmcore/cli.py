@@ -560,6 +560,171 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+# --- KPI views (SPEC §6, §8): kpi, funnel, leaderboard, capacity ----------------------------------
+
+
+def _when(text: str, option: str) -> datetime:
+    """``--from``/``--to``/``--as-of``: an ISO 8601 date or time (naive = UTC)."""
+    return _moment(text, option)
+
+
+def _report_rows(rows: Sequence[dict[str, Any]], out: TextIO, fmt: str) -> None:
+    """Rows as an aligned text table, JSON (exact decimals as numbers) or CSV."""
+    import csv
+    import re
+    from decimal import Decimal
+
+    if fmt == "json":
+        def exact(value: Any) -> Any:
+            if isinstance(value, Decimal):
+                return f"\x00{value}\x00"
+            if isinstance(value, dict):
+                return {k: exact(v) for k, v in value.items()}
+            return value
+
+        text = json.dumps([exact(row) for row in rows], indent=2)
+        out.write(re.sub(r'"\\u0000(.*?)\\u0000"', r"\1", text) + "\n")
+        return
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+        return
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        if isinstance(value, Decimal) and value.as_tuple().exponent < -2:  # type: ignore[operator]
+            return str(value.quantize(Decimal("0.01")))
+        return str(value)
+
+    if not rows:
+        out.write("(nothing in this period)\n")
+        return
+    if len(rows) == 1 and len(columns) > 8:  # one row of many figures: a figure per line
+        width = max(map(len, columns))
+        for name in columns:
+            out.write(f"{name:<{width}}  {shown(rows[0][name])}\n")
+        return
+    cells = [[shown(row.get(name)) for name in columns] for row in rows]
+    widths = [max(len(name), *(len(line[i]) for line in cells)) for i, name in enumerate(columns)]
+    out.write("  ".join(name.ljust(w) for name, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for line in cells:
+        out.write("  ".join(cell.rjust(w) if cell[:1].isdigit() or cell[:1] == "-" else cell.ljust(w)
+                            for cell, w in zip(line, widths, strict=True)).rstrip() + "\n")
+
+
+@contextlib.contextmanager
+def _kpi_errors() -> Iterator[None]:
+    from crmcore.kpi import KpiError
+
+    try:
+        yield
+    except KpiError as error:
+        raise _Failure(str(error)) from None
+
+
+def cmd_kpi(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """KPIs of SPEC §6 over [--from, --to) (UTC; a date means its midnight), grouped with --by
+    (agent, team, desk, source, country, ib, campaign); deposits and revenue credited to the
+    agent who held the client when they happened. --as-of (default: the latest event) bounds
+    conversion, lifetime value and contacts. --metrics picks some (comma-separated)."""
+    from crmcore import kpi
+
+    start, end = _when(args.start, "--from"), _when(args.end, "--to")
+    as_of = _when(args.as_of, "--as-of") if args.as_of else None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    with _kpi_errors():
+        kpi.check_grouping(args.by)
+        kpi.check_metrics(metrics)
+        rows = kpi.compute(_open_store(args.db), start, end, metrics, by=args.by, as_of=as_of)
+    _report_rows(rows, out, args.format)
+    return 0
+
+
+def cmd_funnel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The funnel registered -> kyc_submitted -> kyc_approved -> funded of the clients
+    registered in [--from, --to), by --cohort (week or month of registration) and --by: each
+    stage's count, conversion from the previous stage and from registration, and the time
+    from the previous stage (median and p90, days)."""
+    from crmcore.kpi.funnel import funnel
+
+    start, end = _when(args.start, "--from"), _when(args.end, "--to")
+    as_of = _when(args.as_of, "--as-of") if args.as_of else None
+    with _kpi_errors():
+        rows = funnel(_open_store(args.db), start, end, by=args.by, cohort=args.cohort, as_of=as_of)
+    _report_rows(rows, out, args.format)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Agents (or teams, desks) ranked by --metric over [--from, --to), best first, ties by
+    id; with --rules, attainment against the rule set's targets (scaled to the period)."""
+    from crmcore.kpi.leaderboard import leaderboard
+
+    start, end = _when(args.start, "--from"), _when(args.end, "--to")
+    as_of = _when(args.as_of, "--as-of") if args.as_of else None
+    targets: Sequence[Any] = ()
+    if args.rules:
+        rules = _load(args.rules, err)
+        if rules is None:
+            return 1
+        targets = rules.targets
+    with _kpi_errors():
+        rows = leaderboard(_open_store(args.db), start, end, args.metric, by=args.by, as_of=as_of, targets=targets)
+    _report_rows(rows, out, args.format)
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Capacity per desk at --as-of (default: the latest event): open clients, capacity,
+    utilisation, incoming clients per day over the last 7 days, and the agents needed to stay
+    under 80% utilisation for the next 30 days at that rate."""
+    from crmcore.kpi.capacity import capacity
+
+    as_of = _when(args.as_of, "--as-of") if args.as_of else None
+    with _kpi_errors():
+        rows = capacity(_open_store(args.db), as_of=as_of, desk=args.desk)
+    _report_rows(rows, out, args.format)
+    return 0
+
+
+def _add_kpi_commands(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    from crmcore.kpi import GROUPINGS
+    from crmcore.kpi.funnel import COHORTS
+    from crmcore.kpi.leaderboard import LEVELS
+
+    def view(name: str, command: Any, summary: str, period: bool = True) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=summary, description=inspect.cleandoc(command.__doc__ or ""), formatter_class=formatter
+        )
+        sub.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+        if period:
+            sub.add_argument("--from", dest="start", required=True, metavar="D", help="period start, included (ISO 8601)")
+            sub.add_argument("--to", dest="end", required=True, metavar="D", help="period end, excluded (ISO 8601)")
+        sub.add_argument("--as-of", dest="as_of", metavar="T", help="the report's time (default: the latest event)")
+        sub.add_argument("--format", choices=("table", "json", "csv"), default="table")
+        sub.set_defaults(run=command)
+        return sub
+
+    grouping = f"group by: {', '.join(GROUPINGS)}"
+    kpi = view("kpi", cmd_kpi, "KPIs over a period")
+    kpi.add_argument("--by", metavar="G", help=grouping)
+    kpi.add_argument("--metrics", metavar="M,...", help="only these KPIs (default: all)")
+    funnel = view("funnel", cmd_funnel, "the registration-to-FTD funnel")
+    funnel.add_argument("--by", metavar="G", help=grouping)
+    funnel.add_argument("--cohort", choices=COHORTS, help="split by week or month of registration")
+    board = view("leaderboard", cmd_leaderboard, "agents or teams ranked by a KPI, with targets")
+    board.add_argument("--metric", required=True, metavar="M", help="the KPI to rank by")
+    board.add_argument("--by", default="agent", choices=LEVELS, help="rank agents (default), teams or desks")
+    board.add_argument("--rules", nargs="+", metavar="PATH", help="rule files whose targets to compare with")
+    capacity = view("capacity", cmd_capacity, "capacity planning per desk", period=False)
+    capacity.add_argument("--desk", metavar="D", help="only this desk")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmcore", description="Sales-and-retention rules for forex/CFD brokers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -652,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
     report.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
     report.set_defaults(run=cmd_report)
+    _add_kpi_commands(commands, formatter)
     db = commands.add_parser("db", help="create or upgrade crmcore's tables in a database")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     for name, command, summary in (

@@ -67,6 +67,7 @@ _MICROS_PER_HOUR: Final = 3_600_000_000
 
 SQLITE_REGEX_FUNCTION: Final = "crmcore_regexp_search"
 SQLITE_DECIMAL_SUM: Final = "crmcore_decimal_sum"
+SQLITE_DECIMAL_FLOAT: Final = "crmcore_decimal_float"
 
 
 class SqlUnsupported(RuleError):
@@ -684,8 +685,9 @@ def _regexp_search(pattern: str | None, text: str | None) -> int | None:
 
 
 class _DecimalSum:
-    """``crm_decimal_sum(text)``: the exact sum of decimal texts as a float, rounded once
-    (SQLite has no exact numeric type; its own SUM would add floats)."""
+    """``crmcore_decimal_sum(x)``: the exact sum of decimal texts (SQLite has no exact numeric
+    type; its own SUM adds floats), as decimal text; NULL over no values. KPIs read it as
+    money; rule windows make it a float with ``crmcore_decimal_float``, rounded once."""
 
     __slots__ = ("seen", "total")
 
@@ -698,8 +700,12 @@ class _DecimalSum:
             self.total += Decimal(value if value.__class__ is not float else repr(value))
             self.seen = True
 
-    def finalize(self) -> float | None:
-        return float(self.total) if self.seen else None
+    def finalize(self) -> str | None:
+        return str(self.total) if self.seen else None
+
+
+def _decimal_float(text: str | None) -> float | None:
+    return None if text is None else float(Decimal(text))
 
 
 _DECIMAL_ZERO = Decimal(0)
@@ -711,6 +717,7 @@ def _register(dbapi_connection: Any, connection_record: Any, *_: Any) -> None:
         return
     dbapi_connection.create_function(SQLITE_REGEX_FUNCTION, 2, _regexp_search, deterministic=True)
     dbapi_connection.create_aggregate(SQLITE_DECIMAL_SUM, 1, _DecimalSum)
+    dbapi_connection.create_function(SQLITE_DECIMAL_FLOAT, 1, _decimal_float, deterministic=True)
     info[SQLITE_REGEX_FUNCTION] = True
 
 
@@ -734,6 +741,7 @@ __all__ = [
     "DIALECT_SQL",
     "FUNCTIONS",
     "NEVER",
+    "SQLITE_DECIMAL_FLOAT",
     "SQLITE_DECIMAL_SUM",
     "Always",
     "Never",

@@ -35,6 +35,7 @@ from sqlalchemy.types import TypeEngine
 from crmcore.rules import ast
 from crmcore.rules.ruleset import RuleSet, Trigger
 from crmcore.rules.sql import (
+    SQLITE_DECIMAL_FLOAT,
     SQLITE_DECIMAL_SUM,
     Always,
     Never,
@@ -106,7 +107,7 @@ class DecimalSum(FunctionElement[Any]):
 
 @compiles(DecimalSum, "sqlite")
 def _sum_sqlite(element: DecimalSum, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{SQLITE_DECIMAL_SUM}({compiler.process(element.clauses, **kw)})"
+    return f"{SQLITE_DECIMAL_FLOAT}({SQLITE_DECIMAL_SUM}({compiler.process(element.clauses, **kw)}))"
 
 
 @compiles(DecimalSum, "postgresql")
