@@ -49,7 +49,12 @@ def test_crmcore_demo_runs_end_to_end_and_writes_the_report(tmp_path: Path) -> N
     assert "retention and sales queues at 2026-03-01" in out
     page = report.read_text()
     assert page.startswith("<!DOCTYPE html>") and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
-    assert 'id="funnel-chart"' in page and 'id="kpi-tiles"' in page and 'id="queues"' in page
+    for part in ('id="kpi-tiles"', 'id="funnel-chart"', 'id="cohort-chart"', 'id="flow-chart"', 'id="leaderboard"',
+                 'id="capacity"', 'id="kpis-by-desk"', 'id="queues"'):
+        assert part in page, part
+    for heading in ("funnel of the clients registered in the 90 days", "KPIs by desk, February 2026",
+                    "leaderboard: FTDs per agent, February 2026", "capacity per desk at 2026-03-01"):
+        assert heading in out, heading
     # the database is there for the views and the report command
     store = crmcore.SqlStore(f"sqlite:///{db}")
     assert sum(1 for _ in store.clients()) == 60

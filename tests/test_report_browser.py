@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crmcore.demo import run
-from crmcore.report import html_report
+from crmcore.demo import END, MONTH, run
+from crmcore.report import dashboard, html_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -42,7 +42,8 @@ def browser():  # type: ignore[no-untyped-def]
 def test_the_report_renders_in_chromium_without_errors(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     demo = run(40, f"sqlite:///{tmp_path / 'demo.db'}", seed=5)
     report = tmp_path / "report.html"
-    report.write_text(html_report(demo.store, title="crmcore demo broker"), encoding="utf-8")
+    data = dashboard(demo.store, *MONTH, as_of=END, targets=demo.engine.rules.targets)
+    report.write_text(html_report(demo.store, data, title="crmcore demo broker"), encoding="utf-8")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
@@ -53,10 +54,13 @@ def test_the_report_renders_in_chromium_without_errors(browser, tmp_path: Path) 
     page.wait_for_load_state("load")
     assert problems == []
     assert requests == [report.as_uri()]  # self-contained: nothing else is fetched
-    assert page.locator("#kpi-tiles .tile").count() == 4
+    assert page.locator("#kpi-tiles .tile").count() == 8
     assert page.locator("#funnel-chart rect").count() == 4  # one bar per stage
-    assert page.locator("#desk-chart rect").count() >= 2
+    assert page.locator("#cohort-chart rect").count() >= 10  # a bar per weekly cohort of the 13 weeks
+    assert page.locator("#flow-chart rect").count() == 13  # net deposits, week by week
     assert page.locator("#funnel-chart").bounding_box()["width"] > 100  # type: ignore[index]
+    assert page.locator("#leaderboard tr").count() > 10 and page.locator("#leaderboard svg.meter").count() > 10
+    assert page.locator("#capacity tr").count() == 5  # a header and the four desks
     assert page.locator("#queues table").count() >= 1
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)

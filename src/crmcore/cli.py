@@ -529,7 +529,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     emptied first), scan at the end of the period, print the funnel, desks and the top of
     each queue, and write the HTML report (-o)."""
     from crmcore import demo
-    from crmcore.report import html_report
+    from crmcore.report import dashboard, html_report
 
     if not args.clients > 0:
         raise _Failure(f"--clients {args.clients}: give a positive number of clients")
@@ -538,29 +538,53 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _database_errors(_db_url(args.db)):
         run = demo.run(args.clients, url, seed=args.seed, progress=err if err.isatty() else None)
     demo.render(run, out)
+    data = dashboard(run.store, *demo.MONTH, as_of=demo.END, targets=run.engine.rules.targets)
+    month = f"{demo.MONTH[0]:%B %Y}"
+    for title, rows in (
+        ("funnel of the clients registered in the 90 days", data["funnel"]),
+        (f"KPIs by desk, {month}", data["kpis"]),
+        (f"leaderboard: FTDs per agent, {month}, against the monthly target", data["leaderboard"][:10]),
+        (f"capacity per desk at {demo.END:%Y-%m-%d}", data["capacity"]),
+    ):
+        out.write(f"\n{title}\n")
+        _report_rows(rows, out, "table")
     report = Path(args.output)
-    report.write_text(html_report(run.store, title="crmcore demo broker", as_of=demo.END), encoding="utf-8")
+    report.write_text(html_report(run.store, data, title="crmcore demo broker"), encoding="utf-8")
     out.write(f"\nreport: {report}\n")
     return 0
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Write a self-contained HTML dashboard of the database (--db): KPI tiles, the FTD
-    funnel, clients per desk and the open queue items, as one file with inline CSS and SVG
-    (no network)."""
-    from crmcore.report import html_report
+    """Write a self-contained HTML dashboard of the database (--db) as one file with inline
+    CSS and SVG (no network): KPI tiles for [--from, --to) (default: the 30 days up to the
+    latest event), the FTD funnel and weekly cohort conversion, net deposits per week, KPIs
+    per desk, the FTD leaderboard (against the targets of --rules, if given), capacity per
+    desk, and the retention queues with reasons and actions."""
+    from datetime import timedelta
+
+    from crmcore.report import dashboard, html_report
 
     store = _open_store(args.db)
+    latest = store.latest_event_at()
+    if latest is None:
+        raise _Failure(f"{args.db}: no events yet: nothing to report")
+    end = _when(args.end, "--to") if args.end else latest + timedelta(microseconds=1)
+    start = _when(args.start, "--from") if args.start else end - timedelta(days=30)
+    targets: Sequence[Any] = ()
+    if args.rules:
+        rules = _load([args.rules], err)
+        if rules is None:
+            return 1
+        targets = rules.targets
+    with _kpi_errors():
+        data = dashboard(store, start, end, targets=targets)
     report = Path(args.output)
     try:
-        report.write_text(html_report(store), encoding="utf-8")
+        report.write_text(html_report(store, data), encoding="utf-8")
     except OSError as error:
         raise _Failure(f"{args.output}: cannot write the report: {error.strerror or error}") from None
     out.write(f"report: {report}\n")
     return 0
-
-
-# --- KPI views (SPEC §6, §8): kpi, funnel, leaderboard, capacity ----------------------------------
 
 
 def _when(text: str, option: str) -> datetime:
@@ -816,6 +840,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
     report.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
+    report.add_argument("--from", dest="start", metavar="D", help="the period's start (default: --to minus 30 days)")
+    report.add_argument("--to", dest="end", metavar="D", help="the period's end, excluded (default: just after the latest event)")
+    report.add_argument("--rules", metavar="PATH", help="the rules whose targets the leaderboard shows")
     report.set_defaults(run=cmd_report)
     _add_kpi_commands(commands, formatter)
     db = commands.add_parser("db", help="create or upgrade crmcore's tables in a database")

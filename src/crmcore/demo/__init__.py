@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +22,7 @@ from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import RuleSet
 from crmcore.storage.sql import SqlStore
 
-__all__ = ["DEFAULT_CLIENTS", "DEFAULT_DB", "END", "RULES", "Demo", "demo_rules", "run"]
+__all__ = ["DEFAULT_CLIENTS", "DEFAULT_DB", "END", "MONTH", "RULES", "Demo", "demo_rules", "render", "run"]
 
 RULES = Path(__file__).parent / "rules"
 DEFAULT_DB = "sqlite:///crmcore-demo.db"
@@ -97,8 +98,12 @@ def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, 
     return Demo(store, engine, total, count, time.perf_counter() - started)
 
 
+MONTH = (datetime(2026, 2, 1, tzinfo=UTC), END)
+"""The last whole month of the demo: KPIs, leaderboard (month targets apply as they are)."""
+
+
 def render(demo: Demo, out: TextIO) -> None:
-    """The terminal summary: processing, assignments per desk, the retention queues' tops."""
+    """The terminal summary: processing, clients per stage and desk, the retention queues' tops."""
     store = demo.store
     s = demo.summary
     out.write(f"processed {demo.events:,} events in {demo.seconds:.0f} s: handled {s.handled:,}, "

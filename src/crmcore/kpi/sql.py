@@ -330,8 +330,9 @@ class _Query:
         return open_now, incoming
 
     def costs(self) -> Any:
-        e = self.t.events
-        return sa.select(e.c.data).where(e.c.type == "campaign_cost")
+        e = self.t.events  # in arrival order, as the reference adds them: a share may be
+        # rounded (28 digits), and rounded sums differ in their last digit by order
+        return sa.select(e.c.data).where(e.c.type == "campaign_cost").order_by(e.c.seq)
 
 
 def figures(
