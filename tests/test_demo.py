@@ -20,7 +20,7 @@ def test_the_generator_is_seeded_and_every_event_is_valid_for_the_demo_rules() -
     assert first == list(events(300, seed=3))
     assert first != list(events(300, seed=4))
     kinds = Counter(event["type"] for event in first)
-    for kind in ("ib_updated", "campaign_cost", "client_registered", "kyc_submitted", "kyc_approved", "kyc_rejected",
+    for kind in ("ib_updated", "campaign_cost", "agent_updated", "client_registered", "kyc_submitted", "kyc_approved", "kyc_rejected",
                  "email_opened", "email_clicked", "login", "deposit", "withdrawal", "trade", "account_snapshot", "contact"):
         assert kinds[kind] > 0, kind
     assert kinds["client_registered"] == 300

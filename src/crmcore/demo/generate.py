@@ -14,7 +14,8 @@ queue has something to show.
 - the first deposit for a share of approved clients (some after a failed attempt), then
   for the funded: logins, trades with P&L and broker revenue, more deposits, withdrawals
   (some failed), weekly account snapshots with margin levels (some near a margin call); a
-  share of them slows down and stops ("leaving quietly"), which is what retention is for.
+  share of them slows down and stops ("leaving quietly"), which is what retention is for;
+- a sales agent's ten-day leave in the middle of the period (``agent_updated``).
 
 Distributions are plain and documented in the code; the same seed gives the same events.
 """
@@ -207,6 +208,11 @@ def events(clients: int = 10_000, *, days: int = 90, seed: int = 7) -> Iterator[
     stream = _Stream()
     for n in range(1, clients + 1):
         _client_life(rng, n, start, days, stream)
+    # a leave: a sales agent is away for ten days in the middle of the period (their clients
+    # are routed again when they go; new leads skip them until they are back)
+    leave = start + timedelta(days=days // 2)
+    stream.add(leave, {"id": "leave-a08", "type": "agent_updated", "agent": {"id": "a08", "active": False}})
+    stream.add(leave + timedelta(days=10), {"id": "back-a08", "type": "agent_updated", "agent": {"id": "a08", "active": True}})
     while stream.heap:
         event = heapq.heappop(stream.heap).event
         event["at"] = _iso(event["at"])
