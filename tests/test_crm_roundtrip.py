@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, assume, example, given, note, settings
 from hypothesis import strategies as st
 
 import crmcore
@@ -172,6 +172,9 @@ def _load(text: str, path: str) -> crmcore.RuleSet:
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(rule_sets())
+@example({"version": 1, "lists": {}, "desks": [{"id": "d"}], "agents": [], "scores": {},  # -0.0 is 0.0 (found
+          "routing": {"registration": [], "ftd": []}, "triggers": [],                    # by this property)
+          "targets": [{"metric": "registrations", "per": "agent", "period": "day", "value": -0.0}]})
 def test_a_rule_set_survives_yaml_to_crm_to_yaml(data: dict[str, Any]) -> None:
     original = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
     try:

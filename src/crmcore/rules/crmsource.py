@@ -20,7 +20,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from crmcore.rules.diagnostics import Code, Diagnostic, Origin, SourceFile
-from crmcore.rules.parser import MAX_DEPTH, unescape
+from crmcore.rules.parser import MAX_DEPTH, bracket_depth, unescape
 from crmcore.rules.yamlsource import MAX_BYTES
 
 Path = tuple[str | int, ...]
@@ -99,7 +99,7 @@ def load_crm(source: SourceFile) -> tuple[CrmDocument | None, list[Diagnostic]]:
     """
     if len(source.text) > MAX_BYTES:
         return None, [Diagnostic.at(Code.CRM, f"file larger than {MAX_BYTES:,} characters", source, 0)]
-    deepest, where = _nesting(source.text)
+    deepest, where = bracket_depth(source.text, opening="([{", closing=")]}", comments=True)
     if deepest > MAX_DEPTH:
         return None, [Diagnostic.at(Code.TOO_COMPLEX, f"brackets nested deeper than {MAX_DEPTH}", source, where)]
     text = source.text
@@ -142,29 +142,6 @@ def _declaration_start(err: UnexpectedInput, offset: int) -> int:
     stack = parser.parser_state.value_stack if parser is not None else []
     first = next((item for item in stack if isinstance(item, Token)), None)
     return first.start_pos if first is not None and first.start_pos is not None else offset
-
-
-def _nesting(text: str) -> tuple[int, int]:
-    """Deepest nesting of ( [ { outside strings and comments, and where it is reached."""
-    level = best = where = 0
-    i, end = 0, len(text)
-    while i < end:
-        ch = text[i]
-        if ch in "\"'":
-            i += 1
-            while i < end and text[i] not in (ch, "\n"):
-                i += 2 if text[i] == "\\" else 1
-        elif ch == "#":
-            while i < end and text[i] != "\n":
-                i += 1
-        elif ch in "([{":
-            level += 1
-            if level > best:
-                best, where = level, i
-        elif ch in ")]}":
-            level -= 1
-        i += 1
-    return best, where
 
 
 _STRUCTURE_FIRST = ("ARROW", "LBRACE", "RBRACE", "ID", "TYPE", "EQUAL", "COLON")

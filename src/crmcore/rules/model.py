@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from crmcore.rules.hours import WorkingHours
 from crmcore.rules.schema import EVENT_FIELDS
@@ -44,7 +44,8 @@ def _duration(value: Any) -> str:
 
 
 Expression = Annotated[str, BeforeValidator(_expression)]
-Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # a number, not a bool, NaN or inf
+# a number, not a bool, NaN or inf; -0.0 is 0.0 (the same number, one canonical form)
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True), AfterValidator(lambda x: x + 0.0)]
 WholeNumber = Annotated[int, Field(strict=True)]
 DurationText = Annotated[str, BeforeValidator(_duration)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")]

@@ -202,27 +202,28 @@ class _Builder(Transformer[Token, ast.Node]):
         return ast.Cond(children[0], children[1], children[2], span=_span(meta))
 
 
-def _bracket_depth(text: str) -> tuple[int, int]:
-    """Deepest bracket nesting outside string literals, and where it is reached."""
+def bracket_depth(text: str, *, opening: str = "([", closing: str = ")]", comments: bool = False) -> tuple[int, int]:
+    """Deepest bracket nesting outside string literals (and ``#`` comments, with
+    ``comments``), and where it is reached: checked before parsing, so that absurd nesting
+    is a diagnostic, never a recursion error."""
     level = best = where = 0
-    quote = ""
-    escaped = False
-    for i, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "([":
+    i, end = 0, len(text)
+    while i < end:
+        ch = text[i]
+        if ch in "\"'":
+            i += 1
+            while i < end and text[i] not in (ch, "\n"):
+                i += 2 if text[i] == "\\" else 1
+        elif comments and ch == "#":
+            while i < end and text[i] != "\n":
+                i += 1
+        elif ch in opening:
             level += 1
             if level > best:
                 best, where = level, i
-        elif ch in ")]":
+        elif ch in closing:
             level -= 1
+        i += 1
     return best, where
 
 
@@ -301,7 +302,7 @@ def _parse(text: str, origin: Origin, problems: Collector) -> ast.Node:
     if len(text) > MAX_LENGTH:
         problems.error_at(Code.TOO_COMPLEX, f"expression longer than {MAX_LENGTH} characters", origin, MAX_LENGTH)
         problems.raise_if_errors()
-    deepest, where = _bracket_depth(text)
+    deepest, where = bracket_depth(text)
     if deepest > MAX_DEPTH:
         problems.error_at(Code.TOO_COMPLEX, f"brackets nested deeper than {MAX_DEPTH}", origin, where)
         problems.raise_if_errors()
