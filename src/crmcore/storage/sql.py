@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,7 +78,7 @@ class _Prepared:
     parameters (always the same ones for one prepared statement).
     """
 
-    __slots__ = ("_binds", "_error", "_fixed", "_results", "sql", "statement")
+    __slots__ = ("_binds", "_error", "_fixed", "_get", "_results", "sql", "statement")
 
     def __init__(self, statement: Any, dialect: Any | None, keys: Sequence[str] | None = None) -> None:
         self.statement = statement
@@ -86,22 +87,23 @@ class _Prepared:
             return
         compiled = statement.compile(dialect=dialect, column_keys=None if keys is None else list(keys))
         processors = compiled._bind_processors
+        names = tuple(compiled.positiontup or ())
         self.sql = compiled.string
-        self._binds = tuple((name, processors.get(name)) for name in compiled.positiontup or ())
+        # the parameters in order (one C call), then the conversions where the type has one
+        self._get = (lambda _: ()) if not names else itemgetter(*names) if len(names) > 1 else (lambda p: (p[names[0]],))
+        self._binds = tuple((i, processors[name]) for i, name in enumerate(names) if processors.get(name) is not None)
         self._fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-        self._results = tuple(
-            entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns
-        )
+        results = (entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns)
+        self._results = tuple((i, process) for i, process in enumerate(results) if process is not None)
         self._error = dialect.loaded_dbapi.Error
 
     def _cursor(self, conn: Connection, params: Mapping[str, Any] | None, many: Sequence[Mapping[str, Any]] = ()) -> Any:
         sql = self.sql
         assert sql is not None
-        fixed = self._fixed
         if many:
-            args: Any = [self._args(row, fixed) for row in many]
+            args: Any = [self._args(row) for row in many]
         else:
-            args = self._args(params or {}, fixed)
+            args = self._args(params or {})
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         for listener in conn.dispatch.before_cursor_execute:
             listener(conn, cursor, sql, args, None, bool(many))
@@ -114,11 +116,12 @@ class _Prepared:
             raise sa.exc.DBAPIError.instance(sql, args, exc, self._error) from exc
         return cursor
 
-    def _args(self, params: Mapping[str, Any], fixed: dict[str, Any]) -> list[Any]:
-        args = []
-        for name, process in self._binds:
-            value = params[name] if name in params else fixed[name]
-            args.append(value if process is None or value is None else process(value))
+    def _args(self, params: Mapping[str, Any]) -> list[Any]:
+        args = list(self._get({**self._fixed, **params} if self._fixed else params))
+        for i, process in self._binds:
+            value = args[i]
+            if value is not None:
+                args[i] = process(value)
         return args
 
     def rows(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
@@ -131,12 +134,17 @@ class _Prepared:
         except self._error as exc:
             raise sa.exc.DBAPIError.instance(self.sql, None, exc, self._error) from exc
         results = self._results
-        if any(results):
-            return [
-                tuple(value if process is None or value is None else process(value) for value, process in zip(row, results, strict=True))
-                for row in rows
-            ]
-        return rows
+        if not results:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, process in results:
+                value = values[i]
+                if value is not None:
+                    values[i] = process(value)
+            converted.append(values)
+        return converted
 
     def run(self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
         """Run it (a list of parameter sets: an executemany); the rows it changed."""
@@ -148,6 +156,24 @@ class _Prepared:
         else:
             cursor = self._cursor(conn, params)
         return int(cursor.rowcount)
+
+
+class _Reads:
+    """What a unit of work on SQLite read, kept until it ends: it is the only writer (``BEGIN
+    IMMEDIATE``), so nothing changes what it read but its own writes, which keep these up to
+    date (a client's history gets each event recorded) or drop them (a queue item put). A
+    rolled-back savepoint drops them all (``SqlStore._forget``). Values are immutable
+    (events, queue items) and handed out in new lists."""
+
+    __slots__ = ("histories", "items")
+
+    def __init__(self) -> None:
+        self.histories: dict[str, list[Event]] = {}  # client id -> events, as history() reads them
+        self.items: dict[str, list[QueueItem]] = {}  # client id -> open queue items
+
+    def clear(self) -> None:
+        self.histories.clear()
+        self.items.clear()
 
 
 class SqlStore:
@@ -298,6 +324,9 @@ class SqlStore:
             with self.engine.begin() as conn:
                 self._local.conn = conn
                 self._local.roster_checked = False
+                # SQLite: BEGIN IMMEDIATE made this the only writer, so what it reads stays
+                # true until it ends, but for its own writes (see _Reads)
+                self._local.reads = _Reads() if self._lean else None
                 yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             self._forget()
@@ -306,7 +335,7 @@ class SqlStore:
             self._forget()  # caches may hold what was rolled back
             raise
         finally:
-            self._local.conn = None
+            self._local.conn = self._local.reads = None
 
     @contextmanager
     def _savepoint(self, conn: Connection) -> Iterator[None]:
@@ -377,6 +406,9 @@ class SqlStore:
         with self._cache_lock:
             self._roster = None
         self._local.roster_checked = False
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is not None:  # a rolled-back savepoint: its writes may be in there
+            reads.clear()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -387,21 +419,33 @@ class SqlStore:
         return bool(self._rows(self._q_seen, {"id": event_id}))
 
     def record_event(self, event: Event) -> None:
+        client_id: str | None = getattr(event, "client_id", None)
+        data = event.model_dump_json()
         row = {
-            "id": event.id, "type": event.type, "client_id": getattr(event, "client_id", None),
+            "id": event.id, "type": event.type, "client_id": client_id,
             "at": event.at, "status": getattr(event, "status", None),
             "amount": getattr(event, "amount", None), "volume": getattr(event, "volume", None),
             "pnl": getattr(event, "pnl", None), "revenue": getattr(event, "revenue", None),
-            "data": event.model_dump_json(),
+            "data": data,
         }
         if self._conn is None:
             raise RuntimeError("record_event needs a unit of work")
         if not self._rows(self._i_event, row):  # the id is there already
             raise DuplicateEvent(event.id)
+        reads: _Reads | None = self._local.reads
+        kept = None if reads is None or client_id is None else reads.histories.get(client_id)
+        if kept is not None:  # as a read would find it now
+            kept.append(self._event(event.id, data))
 
     def history(self, client_id: str) -> Sequence[Event]:
-        rows = self._rows(self._q_history, {"cid": client_id})
-        return [self._event(event_id, data) for event_id, data in rows]
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        kept = None if reads is None else reads.histories.get(client_id)
+        if kept is None:
+            kept = [self._event(event_id, data) for event_id, data in self._rows(self._q_history, {"cid": client_id})]
+            if reads is None:
+                return kept
+            reads.histories[client_id] = kept
+        return list(kept)  # a copy: what was handed out never changes
 
     def _event(self, event_id: str, data: str) -> Event:
         cached = self._events.get(event_id)
@@ -657,6 +701,9 @@ class SqlStore:
         return [DeadLetter(*row) for row in self._all(query)]
 
     def put_queue_item(self, item: QueueItem) -> None:
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is not None:
+            reads.items.pop(item.client_id, None)  # read again when asked
         self._upsert(self.t.queue_items, {
             "client_id": item.client_id, "queue": item.queue, "trigger": item.trigger,
             "priority": item.priority, "actions": codec.dumps(list(item.actions)),
@@ -670,7 +717,13 @@ class SqlStore:
         return QueueItem(**data)
 
     def client_queue_items(self, client_id: str) -> list[QueueItem]:
-        return [self._queue_item(row) for row in self._rows(self._q_client_items, {"cid": client_id})]
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is None:
+            return [self._queue_item(row) for row in self._rows(self._q_client_items, {"cid": client_id})]
+        kept = reads.items.get(client_id)
+        if kept is None:
+            kept = reads.items[client_id] = [self._queue_item(row) for row in self._rows(self._q_client_items, {"cid": client_id})]
+        return list(kept)
 
     def last_fired(self, client_id: str, trigger: str) -> datetime | None:
         rows = self._rows(self._q_fired, {"cid": client_id, "trigger": trigger})
