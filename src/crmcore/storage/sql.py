@@ -206,6 +206,9 @@ class SqlStore:
         self._prepared: dict[Any, _Prepared] = {}
         # SQLite through sqlite3: statements compiled once and run on the DBAPI cursor (_Prepared)
         self._lean = self._dialect == "sqlite" and self.engine.dialect.driver == "pysqlite"
+        # ... and where every unit of work begins IMMEDIATE (an engine made from a URL here),
+        # what it read is kept until it ends (_Reads)
+        self._keep_reads = self._lean and sa.event.contains(self.engine, "begin", _begin_immediate)
         self.outbox = _SqlOutbox(self)
         _prepare(self)
         self._statements()
@@ -326,7 +329,7 @@ class SqlStore:
                 self._local.roster_checked = False
                 # SQLite: BEGIN IMMEDIATE made this the only writer, so what it reads stays
                 # true until it ends, but for its own writes (see _Reads)
-                self._local.reads = _Reads() if self._lean else None
+                self._local.reads = _Reads() if self._keep_reads else None
                 yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             self._forget()
@@ -868,10 +871,12 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        deferred = conn.get_execution_options().get("crm_deferred", False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    sa.event.listen(engine, "begin", _begin_immediate)
+
+
+def _begin_immediate(conn: Connection) -> None:
+    deferred = conn.get_execution_options().get("crm_deferred", False)
+    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _prepare(store: SqlStore) -> None:
