@@ -295,6 +295,34 @@ def test_reads_in_a_unit_of_work_follow_its_writes_and_forget_a_failed_inner_one
     assert store.history("c1")[2].get("at") == T0 + timedelta(minutes=3)
 
 
+def test_open_counts_and_outbox_order_in_a_unit_of_work_forget_a_failed_inner_one(store: Store) -> None:
+    def note(n: int) -> Notification:
+        return Notification.create(kind="assigned", recipient=f"a{n}", event_id=f"e{n}", created_at=T0)
+
+    def counts() -> dict[str, int]:  # (agents with none may be missing)
+        return {agent: n for agent, n in store.open_counts().items() if n}
+
+    with store.unit_of_work():
+        store.start_assignment(assignment("c1", "a1"))
+        store.outbox.add([note(1), note(2)])
+        assert counts() == {"a1": 1}
+        with pytest.raises(RuntimeError), store.unit_of_work():
+            store.start_assignment(assignment("c2", "a1"))
+            store.end_assignment("c1", T0, "handover", "x")
+            store.start_assignment(assignment("c3", "a2"))
+            store.outbox.add([note(3)])
+            assert counts() == {"a1": 1, "a2": 1}
+            raise RuntimeError("crash")
+        assert counts() == {"a1": 1}
+        store.end_assignment("c1", T0, "handover", "y")
+        store.start_assignment(assignment("c4", "a2"))
+        assert counts() == {"a2": 1}
+        store.outbox.add([note(1), note(4)])  # note 1 is there already: kept once
+        store.outbox.add([note(5)])
+    assert counts() == {"a2": 1}
+    assert [e.notification.recipient for e in store.outbox.entries()] == ["a1", "a2", "a4", "a5"]
+
+
 def test_a_sql_history_handed_out_never_changes(tmp_path: Any) -> None:
     from crmcore.storage.sql import SqlStore
 

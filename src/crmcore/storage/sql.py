@@ -165,15 +165,18 @@ class _Reads:
     rolled-back savepoint drops them all (``SqlStore._forget``). Values are immutable
     (events, queue items) and handed out in new lists."""
 
-    __slots__ = ("histories", "items")
+    __slots__ = ("counts", "histories", "items", "outbox_seq")
 
     def __init__(self) -> None:
         self.histories: dict[str, list[Event]] = {}  # client id -> events, as history() reads them
         self.items: dict[str, list[QueueItem]] = {}  # client id -> open queue items
+        self.counts: dict[str, int] | None = None  # the open_counts table, as _count changes it
+        self.outbox_seq: int | None = None  # the outbox's highest seq
 
     def clear(self) -> None:
         self.histories.clear()
         self.items.clear()
+        self.counts = self.outbox_seq = None
 
 
 class SqlStore:
@@ -578,6 +581,10 @@ class SqlStore:
 
     def _count(self, agent_id: str, change: int) -> None:
         self._exec(self._u_count, {"agent": agent_id, "first": max(change, 0), "change": change})
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        counts = None if reads is None else reads.counts
+        if counts is not None:  # as the upsert does: a new row starts at max(change, 0)
+            counts[agent_id] = counts[agent_id] + change if agent_id in counts else max(change, 0)
 
     def end_assignment(self, client_id: str, at: datetime, reason: EndReason, ended_by: str) -> Assignment | None:
         rows = self._rows(self._u_end, {"cid": client_id, "at": at, "reason": reason, "by": ended_by})
@@ -611,7 +618,12 @@ class SqlStore:
         return [row[0] for row in self._all(query)]
 
     def open_counts(self) -> Mapping[str, int]:
-        return {agent: count for agent, count in self._rows(self._q_open_counts) if count}
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is None:
+            return {agent: count for agent, count in self._rows(self._q_open_counts) if count}
+        if reads.counts is None:
+            reads.counts = dict(self._rows(self._q_open_counts))
+        return {agent: count for agent, count in reads.counts.items() if count}
 
     def lock_routing(self) -> None:
         # SQLite: BEGIN IMMEDIATE already made this the only writer
@@ -803,10 +815,13 @@ class _SqlOutbox:
         ]
         if not rows:
             return
-        last = store._rows(self._q_last)[0][0]
+        reads: _Reads | None = getattr(store._local, "reads", None)
+        last = reads.outbox_seq if reads is not None and reads.outbox_seq is not None else store._rows(self._q_last)[0][0]
         for offset, row in enumerate(rows, start=1):
             row["seq"] = last + offset
-        store._exec(self._i_rows, rows)
+        inserted = store._exec(self._i_rows, rows)
+        if reads is not None:  # (an id already there inserts nothing: read the highest seq again)
+            reads.outbox_seq = last + len(rows) if inserted == len(rows) else None
 
     def _entry(self, row: Any) -> OutboxEntry:
         return OutboxEntry(
