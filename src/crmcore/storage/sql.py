@@ -161,9 +161,10 @@ class _Prepared:
 class _Reads:
     """What a unit of work on SQLite read, kept until it ends: it is the only writer (``BEGIN
     IMMEDIATE``), so nothing changes what it read but its own writes, which keep these up to
-    date (a client's history gets each event recorded) or drop them (a queue item put). A
-    rolled-back savepoint drops them all (``SqlStore._forget``). Values are immutable
-    (events, queue items) and handed out in new lists."""
+    date (a client's history gets each event recorded, the open counts each change, the
+    outbox's highest seq each insert) or drop them (a queue item put). Any failed unit of
+    work drops them all (``SqlStore._forget``). Values are immutable (events, queue items)
+    and handed out in new lists or dicts."""
 
     __slots__ = ("counts", "histories", "items", "outbox_seq")
 
