@@ -3,6 +3,7 @@ work leaves nothing behind (SPEC §10)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -262,3 +263,90 @@ routing: {registration: [{name: all, when: true, assign: {desk: d}}]}
     with pytest.raises(StoreUnavailable):
         engine.scan(T0 + timedelta(hours=2))
     assert store.dead_letters() == [] and store.assignment("c1").breached_at is None  # type: ignore[union-attr]
+
+
+def test_reads_in_a_unit_of_work_follow_its_writes_and_forget_a_failed_inner_one(store: Store) -> None:
+    """A SQLite store keeps what a unit of work read until it ends (it is the only writer):
+    histories and open queue items must still follow the unit's own writes and forget what a
+    failed inner unit wrote."""
+    def login(event_id: str, minutes: int) -> Any:
+        return parse_event({"id": event_id, "type": "login", "client_id": "c1",
+                            "at": (T0 + timedelta(minutes=minutes)).isoformat()})
+
+    def ids() -> list[str]:
+        return [e.get("id") for e in store.history("c1")]
+
+    item = QueueItem("c1", "q", "t", 1, ("call",), T0, "sales", "a1")
+    with store.unit_of_work():
+        store.record_event(login("e1", 0))
+        assert ids() == ["e1"] and store.client_queue_items("c1") == []
+        store.record_event(login("e2", 1))
+        store.put_queue_item(item)
+        assert ids() == ["e1", "e2"] and store.client_queue_items("c1") == [item]
+        with pytest.raises(RuntimeError), store.unit_of_work():
+            store.record_event(login("e3", 2))
+            store.put_queue_item(replace(item, resolved_at=T0, updated_at=T0))
+            assert ids() == ["e1", "e2", "e3"] and store.client_queue_items("c1") == []
+            raise RuntimeError("crash")
+        assert ids() == ["e1", "e2"] and store.client_queue_items("c1") == [item]
+        store.record_event(login("e3", 3))
+        assert ids() == ["e1", "e2", "e3"]
+    assert ids() == ["e1", "e2", "e3"] and store.client_queue_items("c1") == [item]
+    assert store.history("c1")[2].get("at") == T0 + timedelta(minutes=3)
+
+
+def test_open_counts_and_outbox_order_in_a_unit_of_work_forget_a_failed_inner_one(store: Store) -> None:
+    def note(n: int) -> Notification:
+        return Notification.create(kind="assigned", recipient=f"a{n}", event_id=f"e{n}", created_at=T0)
+
+    def counts() -> dict[str, int]:  # (agents with none may be missing)
+        return {agent: n for agent, n in store.open_counts().items() if n}
+
+    with store.unit_of_work():
+        store.start_assignment(assignment("c1", "a1"))
+        store.outbox.add([note(1), note(2)])
+        assert counts() == {"a1": 1}
+        with pytest.raises(RuntimeError), store.unit_of_work():
+            store.start_assignment(assignment("c2", "a1"))
+            store.end_assignment("c1", T0, "handover", "x")
+            store.start_assignment(assignment("c3", "a2"))
+            store.outbox.add([note(3)])
+            assert counts() == {"a1": 1, "a2": 1}
+            raise RuntimeError("crash")
+        assert counts() == {"a1": 1}
+        store.end_assignment("c1", T0, "handover", "y")
+        store.start_assignment(assignment("c4", "a2"))
+        assert counts() == {"a2": 1}
+        store.outbox.add([note(1), note(4)])  # note 1 is there already: kept once
+        store.outbox.add([note(5)])
+    assert counts() == {"a2": 1}
+    assert [e.notification.recipient for e in store.outbox.entries()] == ["a1", "a2", "a4", "a5"]
+
+
+def test_a_sql_history_handed_out_never_changes(tmp_path: Any) -> None:
+    from crmcore.storage.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'crm.db'}")
+    with store.unit_of_work():
+        store.record_event(parse_event({"id": "e1", "type": "login", "client_id": "c1", "at": T0.isoformat()}))
+        first = store.history("c1")
+        store.record_event(parse_event({"id": "e2", "type": "login", "client_id": "c1", "at": T0.isoformat()}))
+        assert [e.get("id") for e in first] == ["e1"]
+        assert [e.get("id") for e in store.history("c1")] == ["e1", "e2"]
+
+
+def test_sqlite_statements_still_reach_cursor_listeners(tmp_path: Any) -> None:
+    """SQLite statements run on the driver's cursor (no SQLAlchemy execution): listeners of
+    ``before_cursor_execute`` (statement logs, counters) still see each one."""
+    import sqlalchemy as sa
+
+    from crmcore.storage.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'crm.db'}")
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    with store.unit_of_work(), store.unit_of_work():
+        store.put_client(record("c1", "DE"))
+    assert store.client("c1") == record("c1", "DE")
+    kinds = [statement.split()[0] for statement in seen]
+    assert kinds == ["BEGIN", "SAVEPOINT", "UPDATE", "INSERT", "RELEASE", "BEGIN", "SELECT"]

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,10 +54,130 @@ __all__ = ["SqlStore"]
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 _EVENT_CACHE = 50_000  # parsed events kept for histories (events never change)
+_EVENT_KEYS = ("id", "type", "client_id", "at", "status", "amount", "volume", "pnl", "revenue", "data")
+_DECISION_KEYS = ("event_id", "client_id", "at", "cause", "rule_version", "data")
 
 
 def _client_columns(table: sa.Table) -> tuple[str, ...]:
     return tuple(c.name for c in table.columns if c.name not in ("seq", "extra"))
+
+
+class _Prepared:
+    """A statement built once, with bind parameters, and how to run it.
+
+    On SQLite through the standard ``sqlite3`` driver it is also compiled once, and run on
+    the DBAPI connection of the unit of work's ``Connection`` (same transaction), with the
+    bind and result conversions the SQLAlchemy types define (aware UTC times, exact decimal
+    text, booleans): SQLAlchemy's per-execution machinery (cache key, parameters, result
+    set-up) costs several times the statement itself on SQLite. Errors are raised as
+    SQLAlchemy's (``sa.exc.OperationalError``, ...), and ``before_cursor_execute`` listeners
+    still see every statement (for observation only: their return values are ignored).
+    Elsewhere (PostgreSQL) ``conn.execute`` runs it as usual.
+
+    ``keys``: the parameter names of an INSERT or UPDATE whose columns come from the
+    parameters (always the same ones for one prepared statement).
+    """
+
+    __slots__ = ("_binds", "_error", "_fixed", "_get", "_results", "sql", "statement")
+
+    def __init__(self, statement: Any, dialect: Any | None, keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.sql: str | None = None
+        if dialect is None:
+            return
+        compiled = statement.compile(dialect=dialect, column_keys=None if keys is None else list(keys))
+        processors = compiled._bind_processors
+        names = tuple(compiled.positiontup or ())
+        self.sql = compiled.string
+        # the parameters in order (one C call), then the conversions where the type has one
+        self._get = (lambda _: ()) if not names else itemgetter(*names) if len(names) > 1 else (lambda p: (p[names[0]],))
+        self._binds = tuple((i, processors[name]) for i, name in enumerate(names) if processors.get(name) is not None)
+        self._fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        results = (entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns)
+        self._results = tuple((i, process) for i, process in enumerate(results) if process is not None)
+        self._error = dialect.loaded_dbapi.Error
+
+    def _cursor(self, conn: Connection, params: Mapping[str, Any] | None, many: Sequence[Mapping[str, Any]] = ()) -> Any:
+        sql = self.sql
+        assert sql is not None
+        if many:
+            args: Any = [self._args(row) for row in many]
+        else:
+            args = self._args(params or {})
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for listener in conn.dispatch.before_cursor_execute:
+            listener(conn, cursor, sql, args, None, bool(many))
+        try:
+            if many:
+                cursor.executemany(sql, args)
+            else:
+                cursor.execute(sql, args)
+        except self._error as exc:
+            raise sa.exc.DBAPIError.instance(sql, args, exc, self._error) from exc
+        return cursor
+
+    def _args(self, params: Mapping[str, Any]) -> list[Any]:
+        args = list(self._get({**self._fixed, **params} if self._fixed else params))
+        for i, process in self._binds:
+            value = args[i]
+            if value is not None:
+                args[i] = process(value)
+        return args
+
+    def rows(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """The rows the statement returns (tuples, or SQLAlchemy rows: index them)."""
+        if self.sql is None:
+            return list(conn.execute(self.statement, params) if params is not None else conn.execute(self.statement))
+        cursor = self._cursor(conn, params)
+        try:
+            rows: list[Any] = cursor.fetchall()
+        except self._error as exc:
+            raise sa.exc.DBAPIError.instance(self.sql, None, exc, self._error) from exc
+        results = self._results
+        if not results:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, process in results:
+                value = values[i]
+                if value is not None:
+                    values[i] = process(value)
+            converted.append(values)
+        return converted
+
+    def run(self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
+        """Run it (a list of parameter sets: an executemany); the rows it changed."""
+        if self.sql is None:
+            result = conn.execute(self.statement, params) if params is not None else conn.execute(self.statement)
+            return int(result.rowcount)
+        if isinstance(params, Sequence):
+            cursor = self._cursor(conn, None, params)
+        else:
+            cursor = self._cursor(conn, params)
+        return int(cursor.rowcount)
+
+
+class _Reads:
+    """What a unit of work on SQLite read, kept until it ends: it is the only writer (``BEGIN
+    IMMEDIATE``), so nothing changes what it read but its own writes, which keep these up to
+    date (a client's history gets each event recorded, the open counts each change, the
+    outbox's highest seq each insert) or drop them (a queue item put). Any failed unit of
+    work drops them all (``SqlStore._forget``). Values are immutable (events, queue items)
+    and handed out in new lists or dicts."""
+
+    __slots__ = ("counts", "histories", "items", "outbox_seq")
+
+    def __init__(self) -> None:
+        self.histories: dict[str, list[Event]] = {}  # client id -> events, as history() reads them
+        self.items: dict[str, list[QueueItem]] = {}  # client id -> open queue items
+        self.counts: dict[str, int] | None = None  # the open_counts table, as _count changes it
+        self.outbox_seq: int | None = None  # the outbox's highest seq
+
+    def clear(self) -> None:
+        self.histories.clear()
+        self.items.clear()
+        self.counts = self.outbox_seq = None
 
 
 class SqlStore:
@@ -86,34 +207,99 @@ class SqlStore:
         self._roster: tuple[Any, dict[str, model.Agent], dict[str, model.Desk]] | None = None
         self._events: OrderedDict[str, tuple[str, Event]] = OrderedDict()
         self._client_names = _client_columns(self.t.clients)
-        self._prepared: dict[Any, Any] = {}
+        self._prepared: dict[Any, _Prepared] = {}
+        # SQLite through sqlite3: statements compiled once and run on the DBAPI cursor (_Prepared)
+        self._lean = self._dialect == "sqlite" and self.engine.dialect.driver == "pysqlite"
+        # ... and where every unit of work begins IMMEDIATE (an engine made from a URL here),
+        # what it read is kept until it ends (_Reads)
+        self._keep_reads = self._lean and sa.event.contains(self.engine, "begin", _begin_immediate)
         self.outbox = _SqlOutbox(self)
         _prepare(self)
         self._statements()
 
+    def _build(self, statement: Any, keys: Sequence[str] | None = None) -> _Prepared:
+        return _Prepared(statement, self.engine.dialect if self._lean else None, keys)
+
     def _statements(self) -> None:
         """The hot path's statements, built once (building one costs more than running it)."""
-        t = self.t
-        c, e = t.clients, t.events
-        self._q_client = sa.select(c).where(c.c.id == sa.bindparam("cid"))
-        self._q_client_locked = self._q_client.with_for_update()
+        t, prep, bind = self.t, self._build, sa.bindparam
+        c, e, a = t.clients, t.events, t.assignments
+        self._client_all = tuple(col.name for col in c.columns)
+        q_client = sa.select(c).where(c.c.id == bind("cid"))
+        self._q_client = prep(q_client)
+        self._q_client_locked = prep(q_client.with_for_update())
         updated = [name for name in self._client_names if name != "id"] + ["extra"]
-        self._u_client = (
-            sa.update(c).where(c.c.id == sa.bindparam("b_id"))
-            .values({name: sa.bindparam(f"b_{name}") for name in updated})
+        self._u_client = prep(
+            sa.update(c).where(c.c.id == bind("b_id"))
+            .values({name: bind(f"b_{name}") for name in updated})
         )
-        self._i_client = sa.insert(c).values(
-            seq=sa.select(sa.func.coalesce(sa.func.max(c.c.seq), 0) + 1).scalar_subquery()
+        self._i_client = prep(
+            sa.insert(c).values(seq=sa.select(sa.func.coalesce(sa.func.max(c.c.seq), 0) + 1).scalar_subquery()),
+            [*self._client_names, "extra"],
         )
         insert = self._dialect_insert(e)
-        self._i_event = insert.on_conflict_do_nothing(index_elements=["id"]).returning(e.c.seq)
-        self._q_history = sa.select(e.c.id, e.c.data).where(e.c.client_id == sa.bindparam("cid")).order_by(e.c.seq)
-        self._i_decision = sa.insert(t.decisions)
+        self._i_event = prep(insert.on_conflict_do_nothing(index_elements=["id"]).returning(e.c.seq), _EVENT_KEYS)
+        self._q_seen = prep(sa.select(e.c.seq).where(e.c.id == bind("id")))
+        self._q_history = prep(sa.select(e.c.id, e.c.data).where(e.c.client_id == bind("cid")).order_by(e.c.seq))
+        self._i_decision = prep(sa.insert(t.decisions), _DECISION_KEYS)
         q, f = t.queue_items, t.trigger_firings
-        self._q_client_items = (
-            sa.select(q).where(q.c.client_id == sa.bindparam("cid"), q.c.resolved_at.is_(None)).order_by(q.c.queue)
+        self._queue_names = tuple(col.name for col in q.columns)
+        self._q_client_items = prep(
+            sa.select(q).where(q.c.client_id == bind("cid"), q.c.resolved_at.is_(None)).order_by(q.c.queue)
         )
-        self._q_fired = sa.select(f.c.at).where(f.c.client_id == sa.bindparam("cid"), f.c.trigger == sa.bindparam("trigger"))
+        self._q_fired = prep(sa.select(f.c.at).where(f.c.client_id == bind("cid"), f.c.trigger == bind("trigger")))
+        i = t.ibs
+        self._q_ib = prep(sa.select(i.c.id, i.c.quality, i.c.agent_id, i.c.manager_id).where(i.c.id == bind("id")))
+        self._assignment_names = tuple(col.name for col in a.columns)
+        open_a = (a.c.client_id == bind("cid"), a.c.ended_at.is_(None))
+        self._q_assignment = prep(sa.select(a).where(*open_a))
+        self._u_end = prep(
+            sa.update(a).where(*open_a)
+            .values(ended_at=bind("at"), end_reason=bind("reason"), ended_by=bind("by")).returning(*a.c)
+        )
+        self._u_contacted = prep(sa.update(a).where(*open_a, a.c.contacted_at.is_(None)).values(contacted_at=bind("at")))
+        self._u_breached = prep(sa.update(a).where(*open_a, a.c.breached_at.is_(None)).values(breached_at=bind("at")))
+        self._i_start = prep(
+            self._dialect_insert(a).on_conflict_do_nothing(index_elements=[a.c.client_id], index_where=a.c.ended_at.is_(None))
+            .returning(a.c.seq),  # (rowcount is not reliable with an implicit RETURNING)
+            [col.name for col in a.columns if col.name != "seq"],
+        )
+        o = t.open_counts
+        self._u_count = prep(
+            self._dialect_insert(o).values(agent_id=bind("agent"), open=bind("first"))
+            .on_conflict_do_update(index_elements=["agent_id"], set_={"open": o.c.open + bind("change")})
+        )
+        self._q_open_counts = prep(sa.select(o.c.agent_id, o.c.open))
+        r = t.routing_state
+        self._q_routing = prep(sa.select(r.c.desk, r.c.pointer, r.c.current))
+        lock = t.locks
+        self._q_lock_routing = prep(sa.select(lock.c.name).where(lock.c.name == "routing").with_for_update())
+        p = t.pool
+        self._pool_names = tuple(col.name for col in p.columns)
+        self._d_pool = prep(sa.delete(p).where(p.c.client_id == bind("cid")))
+        self._i_pool = prep(
+            sa.insert(p).values(seq=sa.select(sa.func.coalesce(sa.func.max(p.c.seq), 0) + 1).scalar_subquery()),
+            [col.name for col in p.columns if col.name != "seq"],
+        )
+        self._take_pool = prep(sa.delete(p).where(p.c.client_id == bind("cid")).returning(*p.c))
+        s = t.scores
+        self._q_scores = prep(sa.select(s.c.scores, s.c.bands).where(s.c.client_id == bind("cid")))
+
+    def _rows(self, prepared: _Prepared, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """The rows of a prepared statement, in the unit of work (or a short transaction)."""
+        conn = self._conn
+        if conn is not None:
+            return prepared.rows(conn, params)
+        with self._using() as conn:
+            return prepared.rows(conn, params)
+
+    def _exec(self, prepared: _Prepared, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
+        """Run a prepared statement (a list of parameter sets: executemany); rows changed."""
+        conn = self._conn
+        if conn is not None:
+            return prepared.run(conn, params)
+        with self._using() as conn:
+            return prepared.run(conn, params)
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
@@ -132,7 +318,7 @@ class SqlStore:
         conn = self._conn
         if conn is not None:  # nested: a savepoint
             try:
-                with conn.begin_nested():
+                with self._savepoint(conn):
                     yield
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 self._forget()
@@ -145,6 +331,9 @@ class SqlStore:
             with self.engine.begin() as conn:
                 self._local.conn = conn
                 self._local.roster_checked = False
+                # SQLite: BEGIN IMMEDIATE made this the only writer, so what it reads stays
+                # true until it ends, but for its own writes (see _Reads)
+                self._local.reads = _Reads() if self._keep_reads else None
                 yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             self._forget()
@@ -153,7 +342,35 @@ class SqlStore:
             self._forget()  # caches may hold what was rolled back
             raise
         finally:
-            self._local.conn = None
+            self._local.conn = self._local.reads = None
+
+    @contextmanager
+    def _savepoint(self, conn: Connection) -> Iterator[None]:
+        """A savepoint; on SQLite through sqlite3 emitted on the DBAPI cursor (SQLAlchemy's
+        ``begin_nested`` costs more than the statements it runs)."""
+        if not self._lean:
+            with conn.begin_nested():
+                yield
+            return
+        depth = self._local.depth = getattr(self._local, "depth", 0) + 1
+        name = f"crm_sp_{depth}"
+        self._exec(self._savepoint_sql("SAVEPOINT", name))
+        try:
+            yield
+        except BaseException:
+            self._exec(self._savepoint_sql("ROLLBACK TO SAVEPOINT", name))
+            self._exec(self._savepoint_sql("RELEASE SAVEPOINT", name))
+            raise
+        else:
+            self._exec(self._savepoint_sql("RELEASE SAVEPOINT", name))
+        finally:
+            self._local.depth = depth - 1
+
+    def _savepoint_sql(self, verb: str, name: str) -> _Prepared:
+        prepared = self._prepared.get((verb, name))
+        if prepared is None:
+            prepared = self._prepared[(verb, name)] = self._build(sa.text(f"{verb} {name}"))
+        return prepared
 
     @contextmanager
     def _using(self) -> Iterator[Connection]:
@@ -183,19 +400,22 @@ class SqlStore:
     def _upsert(self, table: sa.Table, values: Mapping[str, Any], keys: Sequence[str]) -> None:
         """Insert or update ``values`` (one statement per table and column set, built once)."""
         shape = (table.name, tuple(values), tuple(keys))
-        statement = self._prepared.get(shape)
-        if statement is None:
+        prepared = self._prepared.get(shape)
+        if prepared is None:
             insert = self._dialect_insert(table)
             statement = insert.on_conflict_do_update(
                 index_elements=list(keys), set_={k: insert.excluded[k] for k in values if k not in keys}
             )
-            self._prepared[shape] = statement
-        self._run(statement, dict(values))
+            prepared = self._prepared[shape] = self._build(statement, list(values))
+        self._exec(prepared, values)
 
     def _forget(self) -> None:
         with self._cache_lock:
             self._roster = None
         self._local.roster_checked = False
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is not None:  # a rolled-back savepoint: its writes may be in there
+            reads.clear()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -203,25 +423,36 @@ class SqlStore:
     # --- events -------------------------------------------------------------------------------
 
     def seen(self, event_id: str) -> bool:
-        e = self.t.events
-        return self._one(sa.select(e.c.seq).where(e.c.id == event_id)) is not None
+        return bool(self._rows(self._q_seen, {"id": event_id}))
 
     def record_event(self, event: Event) -> None:
+        client_id: str | None = getattr(event, "client_id", None)
+        data = event.model_dump_json()
         row = {
-            "id": event.id, "type": event.type, "client_id": getattr(event, "client_id", None),
+            "id": event.id, "type": event.type, "client_id": client_id,
             "at": event.at, "status": getattr(event, "status", None),
             "amount": getattr(event, "amount", None), "volume": getattr(event, "volume", None),
             "pnl": getattr(event, "pnl", None), "revenue": getattr(event, "revenue", None),
-            "data": event.model_dump_json(),
+            "data": data,
         }
         if self._conn is None:
             raise RuntimeError("record_event needs a unit of work")
-        if self._run(self._i_event, row).first() is None:  # the id is there already
+        if not self._rows(self._i_event, row):  # the id is there already
             raise DuplicateEvent(event.id)
+        reads: _Reads | None = self._local.reads
+        kept = None if reads is None or client_id is None else reads.histories.get(client_id)
+        if kept is not None:  # as a read would find it now
+            kept.append(self._event(event.id, data))
 
     def history(self, client_id: str) -> Sequence[Event]:
-        rows = self._run(self._q_history, {"cid": client_id})
-        return [self._event(event_id, data) for event_id, data in rows]
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        kept = None if reads is None else reads.histories.get(client_id)
+        if kept is None:
+            kept = [self._event(event_id, data) for event_id, data in self._rows(self._q_history, {"cid": client_id})]
+            if reads is None:
+                return kept
+            reads.histories[client_id] = kept
+        return list(kept)  # a copy: what was handed out never changes
 
     def _event(self, event_id: str, data: str) -> Event:
         cached = self._events.get(event_id)
@@ -251,11 +482,11 @@ class SqlStore:
         locked = self._conn is not None and self._dialect == "postgresql"
         # locked: the unit of work applies its event alone
         query = self._q_client_locked if locked else self._q_client
-        row = self._run(query, {"cid": client_id}).first()
-        return None if row is None else self._client_from(row)
+        rows = self._rows(query, {"cid": client_id})
+        return self._client_from(rows[0]) if rows else None
 
     def _client_from(self, row: Any) -> dict[str, Any]:
-        data = row._mapping
+        data = dict(zip(self._client_all, row, strict=True))
         client = {name: data[name] for name in self._client_names}
         client.update(codec.loads(data["extra"]))
         return client
@@ -263,9 +494,9 @@ class SqlStore:
     def put_client(self, client: dict[str, Any]) -> None:
         values = {name: client.get(name) for name in self._client_names}
         values["extra"] = codec.dumps({k: v for k, v in client.items() if k not in values})
-        updated = self._run(self._u_client, {f"b_{name}": value for name, value in values.items()})
-        if updated.rowcount == 0:  # a new client (registration order from the seq)
-            self._run(self._i_client, values)
+        updated = self._exec(self._u_client, {f"b_{name}": value for name, value in values.items()})
+        if updated == 0:  # a new client (registration order from the seq)
+            self._exec(self._i_client, values)
 
     def clients(self) -> Iterator[dict[str, Any]]:
         c = self.t.clients
@@ -320,9 +551,8 @@ class SqlStore:
         self._bump_roster()
 
     def ib(self, ib_id: str) -> dict[str, Any] | None:
-        i = self.t.ibs
-        row = self._one(sa.select(i.c.id, i.c.quality, i.c.agent_id, i.c.manager_id).where(i.c.id == ib_id))
-        return None if row is None else dict(row._mapping)
+        rows = self._rows(self._q_ib, {"id": ib_id})
+        return dict(zip(("id", "quality", "agent_id", "manager_id"), rows[0], strict=True)) if rows else None
 
     def put_ib(self, ib: dict[str, Any]) -> None:
         self._upsert(self.t.ibs, {k: ib.get(k) for k in ("id", "quality", "agent_id", "manager_id")}, ["id"])
@@ -330,15 +560,14 @@ class SqlStore:
     # --- assignments --------------------------------------------------------------------------
 
     def _assignment_from(self, row: Any) -> Assignment:
-        data = dict(row._mapping)
+        data = dict(zip(self._assignment_names, row, strict=True))
         data.pop("seq")
         data["trace"] = codec.loads(data["trace"])
         return codec.assignment_from(data)
 
     def assignment(self, client_id: str) -> Assignment | None:
-        a = self.t.assignments
-        row = self._one(sa.select(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None)))
-        return None if row is None else self._assignment_from(row)
+        rows = self._rows(self._q_assignment, {"cid": client_id})
+        return self._assignment_from(rows[0]) if rows else None
 
     def assignments(self, client_id: str) -> list[Assignment]:
         a = self.t.assignments
@@ -347,46 +576,30 @@ class SqlStore:
     def start_assignment(self, assignment: Assignment) -> None:
         values = codec.assignment_to(assignment)
         values["trace"] = codec.dumps(values["trace"])
-        a = self.t.assignments
-        statement = self._prepared.get("start")
-        if statement is None:  # the unique open-assignment index says no by inserting nothing
-            statement = self._dialect_insert(a).on_conflict_do_nothing(
-                index_elements=[a.c.client_id], index_where=a.c.ended_at.is_(None)
-            ).returning(a.c.seq)  # (rowcount is not reliable with an implicit RETURNING)
-            self._prepared["start"] = statement
-        if self._run(statement, values).first() is None:
+        if not self._rows(self._i_start, values):  # the unique open-assignment index said no
             raise ValueError(f"client {assignment.client_id!r} already has an open assignment")
         self._count(assignment.agent_id, +1)
 
     def _count(self, agent_id: str, change: int) -> None:
-        o = self.t.open_counts
-        statement = self._prepared.get("count")
-        if statement is None:
-            statement = self._dialect_insert(o).values(
-                agent_id=sa.bindparam("agent"), open=sa.bindparam("first")
-            ).on_conflict_do_update(index_elements=["agent_id"], set_={"open": o.c.open + sa.bindparam("change")})
-            self._prepared["count"] = statement
-        self._run(statement, {"agent": agent_id, "first": max(change, 0), "change": change})
+        self._exec(self._u_count, {"agent": agent_id, "first": max(change, 0), "change": change})
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        counts = None if reads is None else reads.counts
+        if counts is not None:  # as the upsert does: a new row starts at max(change, 0)
+            counts[agent_id] = counts[agent_id] + change if agent_id in counts else max(change, 0)
 
     def end_assignment(self, client_id: str, at: datetime, reason: EndReason, ended_by: str) -> Assignment | None:
-        a = self.t.assignments
-        row = self._run(
-            sa.update(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None))
-            .values(ended_at=at, end_reason=reason, ended_by=ended_by).returning(*a.c)
-        ).first()
-        if row is None:
+        rows = self._rows(self._u_end, {"cid": client_id, "at": at, "reason": reason, "by": ended_by})
+        if not rows:
             return None
-        ended = self._assignment_from(row)
+        ended = self._assignment_from(rows[0])
         self._count(ended.agent_id, -1)
         return ended
 
     def mark_contacted(self, client_id: str, at: datetime) -> None:
-        a = self.t.assignments
-        self._run(sa.update(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None), a.c.contacted_at.is_(None)).values(contacted_at=at))
+        self._exec(self._u_contacted, {"cid": client_id, "at": at})
 
     def mark_breached(self, client_id: str, at: datetime) -> None:
-        a = self.t.assignments
-        self._run(sa.update(a).where(a.c.client_id == client_id, a.c.ended_at.is_(None), a.c.breached_at.is_(None)).values(breached_at=at))
+        self._exec(self._u_breached, {"cid": client_id, "at": at})
 
     def sla_due(self, now: datetime) -> list[Assignment]:
         a = self.t.assignments
@@ -406,21 +619,23 @@ class SqlStore:
         return [row[0] for row in self._all(query)]
 
     def open_counts(self) -> Mapping[str, int]:
-        o = self.t.open_counts
-        return {agent: count for agent, count in self._all(sa.select(o.c.agent_id, o.c.open)) if count}
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is None:
+            return {agent: count for agent, count in self._rows(self._q_open_counts) if count}
+        if reads.counts is None:
+            reads.counts = dict(self._rows(self._q_open_counts))
+        return {agent: count for agent, count in reads.counts.items() if count}
 
     def lock_routing(self) -> None:
         # SQLite: BEGIN IMMEDIATE already made this the only writer
         if self._conn is not None and self._dialect == "postgresql":
-            lock = self.t.locks
-            self._run(sa.select(lock.c.name).where(lock.c.name == "routing").with_for_update())
+            self._rows(self._q_lock_routing)
 
     def routing_state(self) -> RoutingState:
         self.lock_routing()  # whoever reads the rotation to change it holds the lock
-        r = self.t.routing_state
         pointers: dict[str, str | None] = {}
         current: dict[str, dict[str, float]] = {}
-        for desk, pointer, values in self._all(sa.select(r.c.desk, r.c.pointer, r.c.current)):
+        for desk, pointer, values in self._rows(self._q_routing):
             pointers[desk] = pointer
             loaded = codec.loads(values)
             if loaded:
@@ -439,7 +654,7 @@ class SqlStore:
     # --- pools --------------------------------------------------------------------------------
 
     def _pool_from(self, row: Any) -> PoolEntry:
-        data = dict(row._mapping)
+        data = dict(zip(self._pool_names, row, strict=True))
         data.pop("seq")
         return PoolEntry(**data)
 
@@ -453,18 +668,15 @@ class SqlStore:
         return None if row is None else self._pool_from(row)
 
     def add_to_pool(self, entry: PoolEntry) -> None:
-        p = self.t.pool
-        self._run(sa.delete(p).where(p.c.client_id == entry.client_id))
-        next_seq = sa.select(sa.func.coalesce(sa.func.max(p.c.seq), 0) + 1).scalar_subquery()
-        self._run(sa.insert(p).values(
-            client_id=entry.client_id, seq=next_seq, desk=entry.desk, stage=entry.stage, reason=entry.reason,
-            since=entry.since, event_id=entry.event_id, rule=entry.rule,
-        ))
+        self._exec(self._d_pool, {"cid": entry.client_id})
+        self._exec(self._i_pool, {
+            "client_id": entry.client_id, "desk": entry.desk, "stage": entry.stage, "reason": entry.reason,
+            "since": entry.since, "event_id": entry.event_id, "rule": entry.rule,
+        })
 
     def take_from_pool(self, client_id: str) -> PoolEntry | None:
-        p = self.t.pool
-        row = self._one(sa.delete(p).where(p.c.client_id == client_id).returning(*p.c))
-        return None if row is None else self._pool_from(row)
+        rows = self._rows(self._take_pool, {"cid": client_id})
+        return self._pool_from(rows[0]) if rows else None
 
     # --- scores, decisions, dead letters, queues ----------------------------------------------
 
@@ -472,12 +684,11 @@ class SqlStore:
         self._upsert(self.t.scores, {"client_id": client_id, "scores": codec.dumps(dict(scores)), "bands": codec.dumps(dict(bands))}, ["client_id"])
 
     def scores(self, client_id: str) -> tuple[Mapping[str, float], Mapping[str, str | None]] | None:
-        s = self.t.scores
-        row = self._one(sa.select(s.c.scores, s.c.bands).where(s.c.client_id == client_id))
-        return None if row is None else (codec.loads(row[0]), codec.loads(row[1]))
+        rows = self._rows(self._q_scores, {"cid": client_id})
+        return (codec.loads(rows[0][0]), codec.loads(rows[0][1])) if rows else None
 
     def add_decision(self, decision: Decision) -> None:
-        self._run(self._i_decision, {
+        self._exec(self._i_decision, {
             "event_id": decision.event_id, "client_id": decision.client_id, "at": decision.at,
             "cause": decision.cause, "rule_version": decision.rule_version,
             "data": codec.dumps(codec.decision_to(decision)),
@@ -506,6 +717,9 @@ class SqlStore:
         return [DeadLetter(*row) for row in self._all(query)]
 
     def put_queue_item(self, item: QueueItem) -> None:
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is not None:
+            reads.items.pop(item.client_id, None)  # read again when asked
         self._upsert(self.t.queue_items, {
             "client_id": item.client_id, "queue": item.queue, "trigger": item.trigger,
             "priority": item.priority, "actions": codec.dumps(list(item.actions)),
@@ -514,16 +728,22 @@ class SqlStore:
         }, ["client_id", "queue"])
 
     def _queue_item(self, row: Any) -> QueueItem:
-        data = dict(row._mapping)
+        data = dict(zip(self._queue_names, row, strict=True))
         data["actions"] = tuple(codec.loads(data["actions"]))
         return QueueItem(**data)
 
     def client_queue_items(self, client_id: str) -> list[QueueItem]:
-        return [self._queue_item(row) for row in self._run(self._q_client_items, {"cid": client_id})]
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        if reads is None:
+            return [self._queue_item(row) for row in self._rows(self._q_client_items, {"cid": client_id})]
+        kept = reads.items.get(client_id)
+        if kept is None:
+            kept = reads.items[client_id] = [self._queue_item(row) for row in self._rows(self._q_client_items, {"cid": client_id})]
+        return list(kept)
 
     def last_fired(self, client_id: str, trigger: str) -> datetime | None:
-        row = self._run(self._q_fired, {"cid": client_id, "trigger": trigger}).first()
-        return None if row is None else row[0]
+        rows = self._rows(self._q_fired, {"cid": client_id, "trigger": trigger})
+        return rows[0][0] if rows else None
 
     def put_fired(self, client_id: str, trigger: str, at: datetime) -> None:
         self._upsert(self.t.trigger_firings, {"client_id": client_id, "trigger": trigger, "at": at}, ["client_id", "trigger"])
@@ -573,10 +793,21 @@ class _SqlOutbox:
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
+        o, bind = store.t.outbox, sa.bindparam
+        self._i_rows = store._build(
+            store._dialect_insert(o).on_conflict_do_nothing(index_elements=["id"]), [col.name for col in o.columns]
+        )
+        self._q_last = store._build(sa.select(sa.func.coalesce(sa.func.max(o.c.seq), 0)))  # indexed
+        self._u_delivered = store._build(
+            sa.update(o).where(o.c.id == bind("b_id")).values(attempts=o.c.attempts + 1, delivered_at=bind("at"))
+        )
+        self._u_failed = store._build(
+            sa.update(o).where(o.c.id == bind("b_id"))
+            .values(attempts=o.c.attempts + 1, last_error=bind("error"), next_attempt_at=bind("next"))
+        )
 
     def add(self, notifications: Iterable[Notification]) -> None:
         store = self._store
-        o = store.t.outbox
         rows = [
             {"id": n.id, "kind": n.kind, "recipient": n.recipient, "created_at": n.created_at,
              "notification": codec.dumps(codec.notification_to(n)), "attempts": 0,
@@ -585,14 +816,13 @@ class _SqlOutbox:
         ]
         if not rows:
             return
-        statement = store._prepared.get("outbox")
-        if statement is None:
-            statement = store._dialect_insert(o).on_conflict_do_nothing(index_elements=["id"])
-            store._prepared["outbox"] = statement
-        last = store._one(sa.select(sa.func.coalesce(sa.func.max(o.c.seq), 0)))[0]  # indexed
+        reads: _Reads | None = getattr(store._local, "reads", None)
+        last = reads.outbox_seq if reads is not None and reads.outbox_seq is not None else store._rows(self._q_last)[0][0]
         for offset, row in enumerate(rows, start=1):
             row["seq"] = last + offset
-        store._run(statement, rows)
+        inserted = store._exec(self._i_rows, rows)
+        if reads is not None:  # (an id already there inserts nothing: read the highest seq again)
+            reads.outbox_seq = last + len(rows) if inserted == len(rows) else None
 
     def _entry(self, row: Any) -> OutboxEntry:
         return OutboxEntry(
@@ -614,18 +844,12 @@ class _SqlOutbox:
         return [self._entry(r) for r in store._all(query)]
 
     def delivered(self, id: str, at: datetime) -> None:
-        o = self._store.t.outbox
-        result = self._store._run(sa.update(o).where(o.c.id == id).values(attempts=o.c.attempts + 1, delivered_at=at))
-        if result.rowcount == 0:
+        if self._store._exec(self._u_delivered, {"b_id": id, "at": at}) == 0:
             raise UnknownNotification(id)
 
     def failed(self, id: str, at: datetime, error: str, next_attempt_at: datetime) -> None:
-        o = self._store.t.outbox
-        result = self._store._run(
-            sa.update(o).where(o.c.id == id)
-            .values(attempts=o.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
-        )
-        if result.rowcount == 0:
+        changed = self._store._exec(self._u_failed, {"b_id": id, "error": error, "next": next_attempt_at})
+        if changed == 0:
             raise UnknownNotification(id)
 
     def pending_count(self) -> int:
@@ -663,10 +887,12 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        deferred = conn.get_execution_options().get("crm_deferred", False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    sa.event.listen(engine, "begin", _begin_immediate)
+
+
+def _begin_immediate(conn: Connection) -> None:
+    deferred = conn.get_execution_options().get("crm_deferred", False)
+    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _prepare(store: SqlStore) -> None:
