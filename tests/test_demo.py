@@ -70,3 +70,33 @@ def test_crmcore_demo_runs_end_to_end_and_writes_the_report(tmp_path: Path) -> N
 def test_demo_refuses_a_non_positive_size(tmp_path: Path) -> None:
     code, _, err = run("demo", "--clients", "0", "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 1 and "--clients 0" in err
+
+
+def test_demo_never_empties_a_database_it_did_not_make(tmp_path: Path) -> None:
+    mine = tmp_path / "crm.db"
+    code, _, _ = run("run", str(Path(__file__).parents[1] / "examples" / "rules"), "--events",
+                     str(Path(__file__).parents[1] / "examples" / "events" / "events.jsonl"), "--db", f"sqlite:///{mine}")
+    assert code == 0
+    before = mine.read_bytes()
+    code, _, err = run("demo", "--clients", "5", "--db", f"sqlite:///{mine}", "-o", str(tmp_path / "r.html"))
+    assert code == 1 and "not a database the demo made" in err and "--force" in err
+    assert mine.read_bytes() == before
+    (tmp_path / "notes.txt").write_text("my notes")
+    code, _, err = run("demo", "--clients", "5", "--db", f"sqlite:///{tmp_path / 'notes.txt'}", "-o", str(tmp_path / "r.html"))
+    assert code == 1 and (tmp_path / "notes.txt").read_text() == "my notes"
+    code, _, _ = run("demo", "--clients", "5", "--db", f"sqlite:///{mine}", "-o", str(tmp_path / "r.html"), "--force")
+    assert code == 0 and sum(1 for _ in crmcore.SqlStore(f"sqlite:///{mine}").clients()) == 5
+
+
+def test_demo_checks_the_report_folder_before_it_runs(tmp_path: Path) -> None:
+    code, _, err = run("demo", "--clients", "5", "--db", f"sqlite:///{tmp_path / 'd.db'}", "-o", str(tmp_path / "no" / "r.html"))
+    assert code == 1 and "does not exist" in err and not (tmp_path / "d.db").exists()
+
+
+def test_view_commands_do_not_create_a_database_for_a_mistyped_path(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    for argv in (["kpi", "--from", "2026-02-01", "--to", "2026-03-01"], ["report", "-o", str(tmp_path / "r.html")],
+                 ["capacity"], ["queue", "dormant"]):
+        code, _, err = run(*argv, "--db", f"sqlite:///{typo}")
+        assert code == 1 and "no such database file" in err, argv
+    assert not typo.exists()

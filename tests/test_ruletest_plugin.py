@@ -79,3 +79,9 @@ def test_the_example_broker_rule_tests_pass_under_pytest(pytester: pytest.Pytest
     assert result.ret == pytest.ExitCode.OK
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] >= 50 and "failed" not in outcomes
+
+
+def test_yaml_named_like_a_test_that_is_not_a_rule_test_is_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", deploy_test="steps:\n  - run: make deploy\n")
+    pytester.makepyfile(test_a="def test_ok():\n    assert True\n")
+    run_pytest(pytester).assert_outcomes(passed=1)

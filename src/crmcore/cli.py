@@ -199,7 +199,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if rules is None:
         return 1
     events = _events_file(args.events)
-    store = _open_store(args.db)
+    store = _open_store(args.db, create=True)
     engine = Engine(rules, store=store)
     known_letters = len(store.dead_letters())
     decisions: TextIO | None = None
@@ -338,7 +338,7 @@ _DEFAULT_DB = "sqlite:///crmcore.db"
 
 
 def _db_url(url: str) -> URL:
-    """The URL of ``--db``; a SQLite file that does not exist is an error (``must_exist``)."""
+    """The URL of ``--db`` (see :func:`_open_store` for a SQLite file that is not there)."""
     import sqlalchemy as sa
 
     try:
@@ -371,12 +371,16 @@ def _database_errors(url: URL) -> Iterator[None]:
         raise _Failure(f"{shown}: {reason}") from None
 
 
-def _open_store(db: str) -> SqlStore:
-    """The SqlStore of ``--db`` (its tables created in an empty database)."""
+def _open_store(db: str, *, create: bool = False) -> SqlStore:
+    """The SqlStore of ``--db`` (its tables created in an empty database). Only commands that
+    write events (``create``) may start a new SQLite file; for the others a file that is not
+    there is a typo to report, not a database to make."""
     from crmcore.storage.migrate import SchemaVersionError
     from crmcore.storage.sql import SqlStore
 
     url = _db_url(db)
+    if not create and _sqlite_file_missing(url):
+        raise _Failure(f"{db}: no such database file (crmcore run or crmcore demo makes one)")
     with _database_errors(url):
         try:
             return SqlStore(url.render_as_string(hide_password=False))
@@ -525,18 +529,24 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """The whole product on a synthetic broker: generate 90 days of a broker's events
     (registrations, KYC, e-mails, calls, deposits, withdrawals, trades, snapshots), process
-    them with the demo rules (the example broker) into a fresh SQLite file (--db; it is
-    emptied first), scan at the end of the period, print the funnel, desks and the top of
+    them with the demo rules (the example broker) into a fresh SQLite file (--db; a file an
+    earlier demo made is replaced, any other is refused unless --force), scan at the end of the period, print the funnel, desks and the top of
     each queue, and write the HTML report (-o)."""
     from crmcore import demo
     from crmcore.report import dashboard, html_report
 
     if not args.clients > 0:
         raise _Failure(f"--clients {args.clients}: give a positive number of clients")
+    report = Path(args.output)
+    if not report.parent.is_dir():
+        raise _Failure(f"-o {args.output}: the folder {report.parent} does not exist")
     url = _db_url(args.db).render_as_string(hide_password=False)
     out.write(f"crmcore demo: {args.clients:,} clients over 90 days into {args.db}\n")
     with _database_errors(_db_url(args.db)):
-        run = demo.run(args.clients, url, seed=args.seed, progress=err if err.isatty() else None)
+        try:
+            run = demo.run(args.clients, url, seed=args.seed, progress=err if err.isatty() else None, force=args.force)
+        except demo.DemoError as error:
+            raise _Failure(str(error)) from None
     demo.render(run, out)
     data = dashboard(run.store, *demo.MONTH, as_of=demo.END, targets=run.engine.rules.targets)
     month = f"{demo.MONTH[0]:%B %Y}"
@@ -548,19 +558,18 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ):
         out.write(f"\n{title}\n")
         _report_rows(rows, out, "table")
-    report = Path(args.output)
-    report.write_text(html_report(run.store, data, title="crmcore demo broker"), encoding="utf-8")
+    _write_report(report, html_report(run.store, data, title="crmcore demo broker"))
     out.write(f"\nreport: {report}\n")
     return 0
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write a self-contained HTML dashboard of the database (--db) as one file with inline
-    CSS and SVG (no network): KPI tiles for [--from, --to) (default: the 30 days up to the
-    latest event), the FTD funnel and weekly cohort conversion, net deposits per week, KPIs
+    CSS and SVG (no network): KPI tiles for [--from, --to) (default: the 30 whole UTC days
+    that end with the latest event's day), the FTD funnel and weekly cohort conversion, net deposits per week, KPIs
     per desk, the FTD leaderboard (against the targets of --rules, if given), capacity per
     desk, and the retention queues with reasons and actions."""
-    from datetime import timedelta
+    from datetime import UTC, datetime, time, timedelta
 
     from crmcore.report import dashboard, html_report
 
@@ -568,8 +577,11 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     latest = store.latest_event_at()
     if latest is None:
         raise _Failure(f"{args.db}: no events yet: nothing to report")
-    end = _when(args.end, "--to") if args.end else latest + timedelta(microseconds=1)
+    # by default the 30 whole days (UTC) that end with the latest event's day
+    end = _when(args.end, "--to") if args.end else datetime.combine(latest.date() + timedelta(days=1), time(), UTC)
     start = _when(args.start, "--from") if args.start else end - timedelta(days=30)
+    if start >= end:
+        raise _Failure(f"--from {args.start} is not before the end of the period ({end:%Y-%m-%d %H:%M} UTC)")
     targets: Sequence[Any] = ()
     if args.rules:
         rules = _load([args.rules], err)
@@ -579,12 +591,16 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _kpi_errors():
         data = dashboard(store, start, end, targets=targets)
     report = Path(args.output)
-    try:
-        report.write_text(html_report(store, data), encoding="utf-8")
-    except OSError as error:
-        raise _Failure(f"{args.output}: cannot write the report: {error.strerror or error}") from None
+    _write_report(report, html_report(store, data))
     out.write(f"report: {report}\n")
     return 0
+
+
+def _write_report(path: Path, page: str) -> None:
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise _Failure(f"{path}: cannot write the report: {error.strerror or error}") from None
 
 
 def _when(text: str, option: str) -> datetime:
@@ -829,10 +845,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--clients", type=int, default=2_000, metavar="N", help="clients to generate (default 2,000)")
     demo.add_argument("--db", default="sqlite:///crmcore-demo.db", metavar="URL",
-                      help="where to process them (default sqlite:///crmcore-demo.db, emptied first)")
+                      help="where to process them (default sqlite:///crmcore-demo.db; a file an earlier demo made is replaced)")
     demo.add_argument("-o", "--output", default="crmcore-report.html", metavar="FILE",
                       help="the HTML report (default crmcore-report.html)")
     demo.add_argument("--seed", type=int, default=7, help="the generator's seed (default 7)")
+    demo.add_argument("--force", action="store_true", help="replace a SQLite file the demo did not make")
     demo.set_defaults(run=cmd_demo)
     report = commands.add_parser(
         "report", help="write an HTML dashboard", description=inspect.cleandoc(cmd_report.__doc__ or ""),

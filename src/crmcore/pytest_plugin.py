@@ -9,6 +9,7 @@ naming the file and line; a failing case shows expected vs actual and its explai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,23 @@ __all__ = ["RuleTestFailed", "RuleTestFile", "RuleTestItem", "pytest_collect_fil
 _RULE_SETS = pytest.StashKey[dict[tuple[str, ...], RuleSet]]()  # one load per rule set per session
 
 
+_RULE_TEST = re.compile(r"^rules\s*:.*^cases\s*:|^cases\s*:.*^rules\s*:", re.M | re.S)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RuleTestFile | None:
-    """Collect ``*_test.yaml`` (and ``*_test.yml``) files as rule-test files."""
-    if is_test_file(file_path):
-        return RuleTestFile.from_parent(parent, path=file_path)
-    return None
+    """Collect ``*_test.yaml`` (and ``*_test.yml``) files that are rule tests: top-level
+    ``rules:`` and ``cases:`` keys. Other YAML of that name (a CI pipeline's
+    ``deploy_test.yaml``, say) is none of crmcore's business: every pytest run in an
+    environment with crmcore installed loads this plugin."""
+    if not is_test_file(file_path):
+        return None
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if _RULE_TEST.search(text) is None:
+        return None
+    return RuleTestFile.from_parent(parent, path=file_path)
 
 
 class RuleTestFailed(Exception):

@@ -8,6 +8,8 @@ scans at the end of the period, and prints what a desk manager looks at.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -16,13 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import sqlalchemy as sa
+
 from crmcore.demo.generate import END, events
 from crmcore.engine import BatchSummary, Engine
+from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import RuleSet
 from crmcore.storage.sql import SqlStore
 
-__all__ = ["DEFAULT_CLIENTS", "DEFAULT_DB", "END", "MONTH", "RULES", "Demo", "demo_rules", "render", "run"]
+__all__ = ["DEFAULT_CLIENTS", "DEFAULT_DB", "END", "MONTH", "RULES", "Demo", "DemoError", "demo_rules", "render", "run"]
 
 RULES = Path(__file__).parent / "rules"
 DEFAULT_DB = "sqlite:///crmcore-demo.db"
@@ -67,15 +72,48 @@ def _with_callers(engine: Engine, stream: Iterable[dict[str, Any]], chunk: int =
         yield pending
 
 
-def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, days: int = 90,
-        progress: TextIO | None = None) -> Demo:
-    """Generate, process and scan; ``db`` is emptied first when it is a SQLite file."""
+class DemoError(CrmError):
+    """A database the demo must not write into."""
+
+
+_MARK = "demo"
+"""The key of ``crm_meta`` that says a database is the demo's own (so it may be emptied)."""
+
+
+def _made_by_demo(path: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT 1 FROM crm_meta WHERE key = ?", (_MARK,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _fresh(db: str, *, force: bool) -> None:
+    """Get ``db`` ready for a run: a SQLite file of an earlier demo (or any, with ``force``) is
+    removed; a file that is something else, or another database that holds events, is
+    refused — the demo never empties what it did not make."""
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         path = Path(db.removeprefix("sqlite:///"))
+        if path.exists() and path.stat().st_size and not force and not _made_by_demo(path):
+            raise DemoError(f"{path}: not a database the demo made, and the demo starts from an empty one: "
+                            "give another --db, or --force to replace this file")
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    if SqlStore(db).latest_event_at() is not None:
+        raise DemoError(f"{db}: holds events already; the demo needs an empty database (it never empties one)")
+
+
+def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, days: int = 90,
+        progress: TextIO | None = None, force: bool = False) -> Demo:
+    """Generate, process and scan into ``db``: a fresh SQLite file by default (a file an
+    earlier demo made is replaced; any other is refused unless ``force``), or an empty
+    database of another kind. Raises :class:`DemoError` for a database it must not use."""
+    _fresh(db, force=force)
     rules = demo_rules()
     store = SqlStore(db)
+    with store.engine.begin() as connection:  # the mark that lets a later demo replace it
+        connection.execute(sa.insert(store.t.meta).values(key=_MARK, value=f"crmcore demo, seed {seed}"))
     engine = Engine(rules, store=store)
     started = time.perf_counter()
     total = BatchSummary()

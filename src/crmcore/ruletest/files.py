@@ -46,6 +46,10 @@ class RuleTestError(CrmError):
 # --- reading ------------------------------------------------------------------------------------
 
 
+_SKIPPED = frozenset({"node_modules", "venv", "__pycache__", "site-packages"})
+"""Folders discovery does not walk (nor hidden ones: .git, .venv, ...)."""
+
+
 def is_test_file(path: Path) -> bool:
     return path.name.endswith(TEST_FILE_SUFFIXES)
 
@@ -58,7 +62,9 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_test_file(p))
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_test_file(p)
+                            and not _SKIPPED.intersection(p.relative_to(path).parts[:-1])
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts[:-1]))
         elif path.is_file():
             found.append(path)
         else:
