@@ -158,8 +158,21 @@ def test_active_clients_are_funded_clients_trading_in_the_period(story: Store) -
     assert by(story, "active_clients", "agent") == {"r1": 3}
 
 
-def test_churn_rate_compares_with_the_period_of_the_same_length_before(story: Store) -> None:
-    assert one(story, "churn_rate") == 0.5  # c3 and c7 traded in [Jan 4, Feb 1); c3 not in Feb
+def test_churn_rate_compares_a_month_with_the_month_before(story: Store) -> None:
+    assert one(story, "churn_rate") == 0.5  # c3 and c7 traded in January; c3 not in February
+
+
+def test_churn_of_a_calendar_month_is_against_the_calendar_month_before(small_rules: RuleSet, story: Store) -> None:
+    engine = Engine(small_rules, store=story)
+    assert engine.handle(ev("c3-t2", "trade", "c3", "2026-01-30", volume="1", pnl="0")).handled
+    assert engine.handle(ev("c1-t2", "trade", "c1", "2026-03-05", volume="1", pnl="0")).handled
+    march, april = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    (row,) = kpi.compute(story, march, april, ["churn_rate"])
+    # February's actives c7, c1, c4; only c1 trades in March. The 31 days before March
+    # (Jan 29 - Feb 28) would have let c3's trade of Jan 30 into the base: 3/4, not 2/3.
+    assert row["churn_rate"] == 2 / 3
+    (row,) = kpi.compute(story, march, datetime(2026, 4, 2, tzinfo=UTC), ["churn_rate"])  # not a month: 32 days back
+    assert row["churn_rate"] == 3 / 4
 
 
 def test_reactivation_rate_of_clients_idle_for_30_days(story: Store) -> None:

@@ -58,9 +58,32 @@ class Period:
     def length(self) -> timedelta:
         return self.end - self.start
 
+    def exactly(self, unit: str) -> bool:
+        """Whether this is exactly one calendar ``day``, ``week`` (Monday to Monday) or
+        ``month`` (UTC): such a period takes a target of that unit as it is, and its
+        previous period is the calendar unit before."""
+        start, end = self.start.astimezone(UTC), self.end.astimezone(UTC)
+        if start != start.replace(hour=0, minute=0, second=0, microsecond=0):
+            return False
+        if unit == "day":
+            return end - start == timedelta(days=1)
+        if unit == "week":
+            return start.weekday() == 0 and end - start == timedelta(days=7)
+        return start.day == 1 and end == _next_month(start)
+
     def previous(self) -> Period:
-        """The period of the same length just before this one (churn's reference)."""
+        """The period just before this one, churn's reference: the calendar month before
+        for a calendar month (SPEC §6: "for a month: M−1 against M"), else the same length."""
+        if self.exactly("month"):
+            start = self.start.astimezone(UTC)
+            return Period(_next_month(start, -1), self.start)
         return Period(self.start - self.length, self.start)
+
+
+def _next_month(first: datetime, step: int = 1) -> datetime:
+    """The first day of the month ``step`` months after ``first``'s (a first of a month, UTC)."""
+    index = first.year * 12 + first.month - 1 + step
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
 def check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...]:

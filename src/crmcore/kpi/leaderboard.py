@@ -18,7 +18,7 @@ period of exactly one calendar month (ISO week, UTC day) uses a ``month`` (``wee
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,23 +41,10 @@ LEVELS = ("agent", "team", "desk")
 _DAYS = {"day": 1, "week": 7, "month": 30}
 
 
-def _exactly(period: Period, unit: str) -> bool:
-    start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
-    midnight = start == start.replace(hour=0, minute=0, second=0, microsecond=0)
-    if not midnight:
-        return False
-    if unit == "day":
-        return end - start == timedelta(days=1)
-    if unit == "week":
-        return start.weekday() == 0 and end - start == timedelta(days=7)
-    following = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
-    return start.day == 1 and end == following
-
-
 def scaled_target(target: model.Target, period: Period) -> Decimal:
     """The target for ``period``: as given for exactly its unit, else scaled by days."""
     value = Decimal(str(target.value))
-    if _exactly(period, target.period):
+    if period.exactly(target.period):
         return value
     days = Decimal(period.length // timedelta(microseconds=1)) / Decimal(86_400_000_000)
     return value * days / _DAYS[target.period]
