@@ -11,6 +11,7 @@ SqlStore's tables give exactly what the Python path gives, on SQLite and Postgre
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 import crmcore
 from crmcore import Engine
+from crmcore.cli import main
 from crmcore.rules import ast
 from crmcore.rules.ruleset import RuleSet
 from crmcore.rules.sql import SqlUnsupported, compile_expression, stamp_of
@@ -218,23 +220,53 @@ def test_a_scan_in_the_database_decides_what_the_python_scan_decides(
     assert outcomes[0] == outcomes[1]
 
 
-def test_a_condition_sql_cannot_express_is_refused_naming_it_and_the_scan_runs_in_python() -> None:
+@pytest.mark.parametrize("kind", SQL_STORES)
+def test_timestamp_and_duration_schema_fields_are_read_from_the_json(kind: str) -> None:
     rules = crmcore.loads("""
 version: 1
 schema:
   client:
     anniversary: timestamp?
+    patience: duration?
 triggers:
   - {name: anniversary_call, when: 'days_since(client.anniversary) >= 365', queue: calls}
+  - {name: impatient, when: 'client.patience < 2h', queue: calls2}
 """)
-    store = sql_store("sqlite")
-    with pytest.raises(SqlUnsupported, match=r"client\.anniversary"):
-        store.trigger_matches(rules, rules.condition_triggers[0], T0)
+    store = sql_store(kind)
     engine = Engine(rules, store=store)
-    engine.handle_many([registration("c1", anniversary=(T0 - timedelta(days=400)).isoformat()), registration("c2")])
-    decisions = engine.scan(T0)
-    assert [d.client_id for d in decisions] == ["c1"]
-    assert [item.client_id for item in store.queue_items("calls")] == ["c1"]
+    engine.handle_many([
+        registration("c1", anniversary="2024-12-01T10:30:00.250000+02:00", patience=3600),
+        registration("c2", anniversary=(T0 - timedelta(days=100)).isoformat(), patience=7200),
+        registration("c3"),
+    ])
+    now = T0
+    for trigger in rules.condition_triggers:
+        in_sql = [cid for _, cid in store.trigger_matches(rules, trigger, now)]
+        in_python = [cid for cid in ("c1", "c2", "c3") if trigger.name in python_holds(engine, cid, now)]
+        assert in_sql == in_python == ["c1"], trigger.name
+
+
+TAGGED = """version: 1
+schema:
+  client:
+    tags: list<string>
+triggers:
+  - {name: tagged, when: '"vip" in client.tags', queue: vip}
+"""
+
+
+def test_a_condition_sql_cannot_express_stops_the_scan_naming_it() -> None:
+    rules = crmcore.loads(TAGGED)
+    store = sql_store("sqlite")
+    engine = Engine(rules, store=store)
+    engine.handle(registration("c1", tags=["vip"]))
+    with pytest.raises(SqlUnsupported, match=r"E400.*client\.tags"):
+        engine.scan(T0)  # never a silent fall-back to reading every client (SPEC 10)
+    rules_file = Path(str(store.engine.url.database)).with_name("tagged.yaml")
+    rules_file.write_text(TAGGED)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["scan", str(rules_file), "--db", str(store.engine.url), "--now", T0.isoformat()], out, err)
+    assert code == 1 and "tagged.yaml:6:" in err.getvalue() and "client.tags" in err.getvalue()
 
 
 def test_scan_candidates_are_the_matches_and_the_open_items_in_registration_order() -> None:

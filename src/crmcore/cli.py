@@ -457,7 +457,11 @@ def cmd_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     now = _moment(args.now)
     engine = Engine(rules, store=_open_store(args.db))
-    decisions = engine.scan(now)
+    try:
+        decisions = engine.scan(now)
+    except RuleError as error:  # a condition trigger SQL cannot express: named, with a caret
+        _render_rule_error(error, err)
+        return 1
     breaches = Counter(d.sla_breach for d in decisions if d.cause == "sla_breach")
     fired = Counter(name for d in decisions for name in d.fired)
     out.write(f"scan at {now.isoformat().replace('+00:00', 'Z')}: "

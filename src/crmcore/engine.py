@@ -47,7 +47,6 @@ from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.interpreter import Scope
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import Evaluation, RuleSet
-from crmcore.rules.sql import SqlUnsupported
 from crmcore.rules.values import to_stamp
 from crmcore.rules.windows import from_events
 from crmcore.state import apply, new_client
@@ -758,17 +757,15 @@ class Engine:
     def _scan_candidates(self, now: datetime, rules: RuleSet) -> Iterator[str]:
         """The clients a trigger scan must visit, in registration order: where some condition
         trigger holds, or an open item of one may have to be resolved. A SQL store finds them
-        inside the database (``scan_candidates``: one query per trigger); other stores, or a
-        rule set with a condition SQL cannot express, are read client by client in Python.
+        inside the database (``scan_candidates``: one query per trigger; a condition SQL
+        cannot express is a :class:`~crmcore.rules.sql.SqlUnsupported` error naming it, never
+        a silent fall-back to reading every client); other stores are read client by client.
         Either way each candidate is then re-evaluated in Python inside its unit of work."""
         store = self.store
         in_database = getattr(store, "scan_candidates", None)
-        if in_database is not None:
-            try:
-                yield from in_database(rules, now)
-                return
-            except SqlUnsupported:
-                pass  # the Python path below gives the same answers, only slower
+        if in_database is not None:  # a condition SQL cannot express raises SqlUnsupported naming it
+            yield from in_database(rules, now)
+            return
         condition_names = {t.name for t in rules.condition_triggers}
         for listed in store.clients():
             client_id = listed["id"]

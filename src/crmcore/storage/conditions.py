@@ -15,7 +15,7 @@ language lives in SqlStore's tables, for the client rows of ``crm_clients``:
 
 Amounts are summed exactly (NUMERIC on PostgreSQL, a Decimal aggregate on SQLite) and the
 sum turned into a float once, which is what the Python windows do too: both paths give the
-same float, bit for bit. A name the tables cannot give (a timestamp schema field, ``agent``,
+same float, bit for bit. A name the tables cannot give (a list-valued schema field, ``agent``,
 ``event``) is an :class:`~crmcore.rules.sql.SqlUnsupported` naming it, never a guess.
 """
 
@@ -67,7 +67,8 @@ class JsonField(FunctionElement[Any]):
 
     def __init__(self, column: SQL, path: tuple[str, ...], kind: str):
         self.path, self.kind = path, kind
-        types: dict[str, TypeEngine[Any]] = {"number": sa.Double(), "int": sa.BigInteger(), "bool": sa.Boolean()}
+        types: dict[str, TypeEngine[Any]] = {"number": sa.Double(), "int": sa.BigInteger(), "bool": sa.Boolean(),
+                                             "timestamp": sa.BigInteger(), "duration": sa.BigInteger()}
         self.type = types.get(kind, sa.String())
         super().__init__(column)
 
@@ -81,6 +82,12 @@ def _json_sqlite(element: JsonField, compiler: SQLCompiler, **kw: Any) -> str:
         return f"CAST(coalesce(json_extract({column}, '{path}.\"$d\"'), {plain}) AS REAL)"
     if element.kind == "int":
         return f"CAST({plain} AS INTEGER)"
+    if element.kind == "duration":  # {"$td": microseconds}
+        return f"CAST(json_extract({column}, '{path}.\"$td\"') AS INTEGER)"
+    if element.kind == "timestamp":  # {"$t": ISO 8601 with offset}: whole seconds, then the six digits
+        text = f"json_extract({column}, '{path}.\"$t\"')"
+        return (f"(CAST(strftime('%s', {text}) AS INTEGER) * 1000000 + CASE WHEN substr({text}, 20, 1) = '.' "
+                f"THEN CAST(substr({text}, 21, 6) AS INTEGER) ELSE 0 END)")
     return plain  # a JSON true/false comes out as 1/0, a string as text
 
 
@@ -95,6 +102,10 @@ def _json_postgresql(element: JsonField, compiler: SQLCompiler, **kw: Any) -> st
         return f"CAST({plain} AS BIGINT)"
     if element.kind == "bool":
         return f"CAST({plain} AS BOOLEAN)"
+    if element.kind == "duration":
+        return f"CAST({column} #>> '{{{path},$td}}' AS BIGINT)"
+    if element.kind == "timestamp":
+        return f"CAST(EXTRACT(EPOCH FROM CAST({column} #>> '{{{path},$t}}' AS timestamptz)) * 1000000 AS BIGINT)"
     return plain
 
 
@@ -115,7 +126,9 @@ def _sum_postgresql(element: DecimalSum, compiler: SQLCompiler, **kw: Any) -> st
     return f"CAST(sum({compiler.process(element.clauses, **kw)}) AS DOUBLE PRECISION)"
 
 
-_JSON_KINDS = {"number": "number", "int": "int", "bool": "bool", "string": "string"}
+_JSON_KINDS = {kind: kind for kind in ("number", "int", "bool", "string", "timestamp", "duration")}
+"""The language's types a JSON value of ``extra`` is read as (timestamps and durations as
+microseconds, as the SQL compiler wants them); lists have no SQL form."""
 
 
 @dataclass
