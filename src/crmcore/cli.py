@@ -506,13 +506,16 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Replay the events under the OLD and the NEW rules (in memory, each event at its own
     time; no database is touched) and print what the change does: assignments per desk and
     agent, band distributions, triggers fired, and every client whose route differs, with
-    both routing traces. Rows whose count moved are marked *.
+    both routing traces. Rows whose count moved are marked *. Condition triggers are
+    re-checked at each event of their client, as live; no scan runs in a replay.
 
-    Exit status: 0 (also when things change); 1 when a rule set does not load or the events
-    file is missing or unreadable."""
+    Exit status: 0 (also when things change); 1 when a rule set does not load, the events
+    file is missing or unreadable, or none of its events could be handled."""
     from crmcore.backtest import backtest
     from crmcore.serialize import jsonable
 
+    if args.limit < 0:
+        raise _Failure(f"--limit {args.limit}: give a number of route changes to show, 0 or more")
     old = _load([args.old], err)
     new = _load([args.new], err)
     if old is None or new is None:
@@ -527,6 +530,9 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write("\n")
     else:
         out.write(report.render(traces=not args.no_traces, limit=args.limit))
+    if report.old.handled == 0 and report.new.handled == 0:
+        raise _Failure(f"{args.events}: no event could be handled (dead-lettered: {report.old.dead_lettered:,}): "
+                       "is it JSON Lines, one event per line?")
     return 0
 
 
