@@ -130,7 +130,7 @@ def test_bad_rules_or_a_missing_file_fail_clearly(files: dict[str, str], tmp_pat
 def test_a_file_of_no_valid_events_is_an_error_not_an_empty_report(files: dict[str, str], tmp_path: Path) -> None:
     wrong = tmp_path / "case.yaml"
     wrong.write_text("client: {country: DE}\nnow: 2026-03-01T12:00:00Z\n")
-    code, out, err = run("backtest", files["old.yaml"], files["new.yaml"], "--events", str(wrong))
+    code, _, err = run("backtest", files["old.yaml"], files["new.yaml"], "--events", str(wrong))
     assert code == 1 and "no event could be handled" in err and "JSON Lines" in err
     code, _, err = run("backtest", files["old.yaml"], files["new.yaml"], "--events", files["events.jsonl"], "--limit", "-1")
     assert code == 1 and "--limit -1" in err
