@@ -137,7 +137,7 @@ def test_rules_that_do_not_load_print_their_diagnostics(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.yaml", "scores:\n  lead:\n    rules:\n      - {name: a, when: 'client.contry == \"DE\"', points: 1}\n")
     code, out, err = run("run", bad, "--events", EVENTS)
     assert (code, out) == (1, "")
-    assert err.splitlines()[0] == f"{bad}:4:26: error[E200]: unknown field 'client.contry'; did you mean 'country'?"
+    assert err.splitlines()[0] == f"{bad}:4:26: error: unknown field 'client.contry'; did you mean 'country'? [E200]"
     assert err.splitlines()[-1] == "1 error, 0 warnings"
 
 

@@ -101,8 +101,8 @@ def test_a_broken_file_prints_every_diagnostic_and_writes_nothing(tmp_path: Path
     out = tmp_path / "out"
     code, output, message = run("fmt", str(rules), "--to", "yaml", "-o", str(out))
     assert (code, output) == (1, "")
-    assert f"{rules / 'bad.crm'}:2:33: error[E100]" in message
-    assert f"{rules / 'worse.yaml'}:1:17: error[E301]: unknown key 'kindd'" in message
+    assert f"{rules / 'bad.crm'}:2:33: error: " in message
+    assert f"{rules / 'worse.yaml'}:1:17: error: unknown key 'kindd'" in message
     assert message.rstrip().endswith("2 errors, 0 warnings")
     assert not out.exists()
 
@@ -112,7 +112,7 @@ def test_an_expression_syntax_error_in_yaml_is_reported_with_its_position(tmp_pa
     path.write_text("scores:\n  s:\n    rules:\n      - {name: a, when: 'client.balance >', points: 1}\n")
     code, _, message = run("fmt", str(path), "--to", "crm")
     assert code == 1
-    assert message.startswith(f"{path}:4:42: error[E100]: the expression ends too early")
+    assert message.startswith(f"{path}:4:42: error: the expression ends too early")
 
 
 def test_a_file_of_a_larger_rule_set_converts_alone(tmp_path: Path) -> None:

@@ -127,4 +127,4 @@ def test_too_long_and_too_deep_are_refused_with_a_code() -> None:
 def test_diagnostic_renders_line_and_caret() -> None:
     with pytest.raises(RuleError) as info:
         parse("a ! b")
-    assert info.value.render() == "<expr>:1:3: error[E100]: '!' is not an operator: use 'not' or '!='\n    a ! b\n      ^"
+    assert info.value.render() == "<expr>:1:3: error: '!' is not an operator: use 'not' or '!=' [E100]\n    a ! b\n      ^"

@@ -425,7 +425,7 @@ def test_rules_that_do_not_load_are_an_error_with_their_diagnostics(tmp_path: Pa
     code, out, _ = run(path)
     assert code == 1
     assert out.splitlines()[0] == f"ERROR {path}:1: the rules do not load:"
-    assert f"{bad}:4:26: error[E200]: unknown field 'client.contry'" in out
+    assert f"{bad}:4:26: error: unknown field 'client.contry'" in out
 
 
 def test_an_unknown_trigger_in_expect_is_an_error(tmp_path: Path) -> None:

@@ -99,8 +99,9 @@ class Diagnostic:
     severity: str = "error"
 
     def render(self) -> str:
-        """``file:line:col: error[CODE]: message``, the source line and a caret."""
-        head = f"{self.path}:{self.line}:{self.column}: {self.severity}[{self.code}]: {self.message}"
+        """``file:line:col: error: message [CODE]`` (SPEC 8's form, the stable code last), the
+        source line and a caret."""
+        head = f"{self.path}:{self.line}:{self.column}: {self.severity}: {self.message} [{self.code}]"
         if not self.source_line:
             return head
         caret = "".join("\t" if ch == "\t" else " " for ch in self.source_line[: self.column - 1])
