@@ -210,7 +210,10 @@ def test_explain_the_spec_case(tmp_path: Path) -> None:
     code, out, err = run("explain", SPEC_RULES, "--client", case)
     assert (code, err) == (0, "")
     data = json.loads(out)
-    assert data == {
+    routing = {k: v for k, v in data.pop("routing").items() if k not in ("at", "cause", "event_id", "rule_version")}
+    assert data["assignment"]["agent_id"] == "a2" and data["route"] == {"rule": "dach", "desk": "sales-general", "agent": "a2"}
+    assert {k: data[k] for k in ("client_id", "now", "rule_version", "scores", "bands", "breakdown", "triggers")} | {
+        "routing": routing} == {
         "client_id": "client",
         "now": "2026-03-01T12:00:00Z",
         "rule_version": load_rules(SPEC_RULES).version,
@@ -274,8 +277,39 @@ def test_load_case_takes_a_mapping_and_resolves_ago() -> None:
         "now": "2026-04-15T00:00:00Z",
     })
     result = explain_case(rules, case)
-    assert result["triggers"] == ["dormant_30d"]  # stage funded from ftd_at, 45 days without a trade
-    assert result["routing"]["rule"] == "everyone_else" and result["routing"]["agent"] == "a2"
+    assert result["triggers"] == ["dormant_30d"]  # stage funded from ftd_at, 36 days since the last trade
+    # the case is played as a rule test plays it: registered (everyone_else -> a2), then the
+    # first deposit of ftd_at hands the client over to retention
+    assert (result["routing"]["stage"], result["routing"]["rule"], result["routing"]["agent"]) == ("ftd", "to_retention", "r1")
+    assert result["routing"]["trace"] == [{"rule": "to_retention", "outcome": "assigned", "agent": "r1"}]
+
+
+DORMANT_CASE = """\
+name: dormant funded client
+client: {id: c7, country: FR, registered_at: 2025-12-01T10:00:00Z}
+trading: {balance: 500, equity: 480}
+events:
+  - {type: deposit, amount: 500, ago: 80d}
+  - {type: trade, volume: 1, pnl: 0, ago: 40d}
+now: 2026-03-01T12:00:00Z
+"""
+
+
+def test_explain_plays_the_case_as_a_rule_test_does(tmp_path: Path) -> None:
+    # SPEC 11: explain --client takes a rule-test case. Its events are applied (the deposit is
+    # the FTD: funded, handed over to retention; the trade sets last_trade_at), and the
+    # balance of the trading snapshot is the client's balance (SPEC 11): dormant_30d holds.
+    case = write(tmp_path / "case.yaml", DORMANT_CASE)
+    code, out, err = run("explain", SPEC_RULES, "--client", case)
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert data["triggers"] == ["dormant_30d"]
+    assert data["route"] == {"rule": "to_retention", "desk": "retention", "agent": "r1"}
+    test_file = write(tmp_path / "dormant_test.yaml", f"rules: {SPEC_RULES}\ncases:\n" + "".join(
+        f"  {'- ' if i == 0 else '  '}{line}\n" for i, line in enumerate(DORMANT_CASE.splitlines()))
+        + "    expect: {triggers: [dormant_30d], route: {rule: to_retention, desk: retention, agent: r1}}\n")
+    code, out, _ = run("test", test_file)
+    assert code == 0 and out.splitlines()[-1] == "1 passed, 0 failed"
 
 
 @pytest.mark.parametrize(

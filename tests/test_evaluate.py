@@ -99,6 +99,17 @@ def test_stage_is_inferred_from_timestamps_when_missing(spec_rules: crmcore.Rule
     assert spec_rules.evaluate(case).triggers == ["dormant_30d"]
 
 
+def test_client_balance_is_the_snapshot_balance_when_the_client_gives_none(spec_rules: crmcore.RuleSet) -> None:
+    # SPEC 11: balance is the last account_snapshot's balance; dormant_30d needs balance > 100
+    case = spec_case()
+    case["client"].update(ftd_at=NOW - timedelta(days=60), last_trade_at=NOW - timedelta(days=30))
+    assert spec_rules.evaluate(case).triggers == []  # no balance anywhere: 0
+    case["trading"] = {"balance": 500, "equity": 480}
+    assert spec_rules.evaluate(case).triggers == ["dormant_30d"]
+    case["client"]["balance"] = 50  # the client's own balance, when given, is the one read
+    assert spec_rules.evaluate(case).triggers == []
+
+
 def test_any_mapping_is_read_without_copying(spec_rules: crmcore.RuleSet) -> None:
     class Record(dict[str, Any]):
         reads: ClassVar[list[str]] = []

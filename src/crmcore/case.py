@@ -14,18 +14,21 @@ A *case* is a mapping (a YAML or JSON file for ``crmcore explain --client``, one
 
 The client record is the client *at* ``now``: the fields given, the built-in defaults
 (balance 0, email counters 0, ...), the rule set's ``schema`` defaults, ``stage`` implied by
-the timestamps when not given (SPEC §11), timestamps parsed from ISO 8601 text. The
-``events`` are the client's history for activity windows (``deposits.count(30d)``, ...);
-they are not applied to the record, which already says where the client stands.
+the timestamps when not given (SPEC §11), timestamps parsed from ISO 8601 text, and the
+balance of ``trading`` when the client gives none (the balance is the last snapshot's). The
+``events`` are the client's history up to ``now``.
 
 :func:`load_case` reads and checks a case; :func:`case_context` gives the context of
-``rules.evaluate``; :func:`explain_case` gives the JSON of ``crmcore explain``. Every problem
+``rules.evaluate`` (the record as given, the events only as the history of the activity
+windows); :func:`play_case` plays it on a fresh engine as a rule test does (the events
+applied to the client); :func:`explain_case` gives the JSON of ``crmcore explain`` from
+the played case. Every problem
 is a :class:`CaseError` naming the case's source and the field at fault.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -34,17 +37,17 @@ from typing import Any
 
 import yaml
 
-from crmcore.events import EventError, parse_event
-from crmcore.routing.router import RoutingState, route
-from crmcore.rules.diagnostics import CrmError, EvaluationError
+from crmcore.engine import Engine
+from crmcore.events import ClientRegistered, EventError, parse_event
+from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.model import duration_seconds
-from crmcore.rules.ruleset import Evaluation, RuleSet
+from crmcore.rules.ruleset import RuleSet
 from crmcore.rules.schema import CLIENT_DEFAULTS, CLIENT_FIELDS, IB_FIELDS, TRADING_FIELDS
 from crmcore.rules.types import Type
 from crmcore.rules.values import infer_stage
-from crmcore.storage.records import jsonable, routing_dict
+from crmcore.storage.records import jsonable
 
-__all__ = ["Case", "CaseError", "case_context", "explain_case", "load_case"]
+__all__ = ["Case", "CaseError", "Played", "case_context", "explain_case", "load_case", "play_case"]
 
 DEFAULT_CLIENT_ID = "client"
 """The client's id when the case gives none."""
@@ -159,9 +162,10 @@ def case_context(rules: RuleSet, case: Case, *, now: datetime | str | None = Non
         trading = {"balance": client["balance"], **dict.fromkeys(f for f in TRADING_FIELDS if f != "balance")}
     else:
         trading = {**dict.fromkeys(TRADING_FIELDS), **trading}
-        trading.setdefault("balance", client["balance"])
         if trading["balance"] is None:
             trading["balance"] = client["balance"]
+        elif case.client.get("balance") is None:  # the client's balance is the snapshot's (SPEC 11)
+            client["balance"] = trading["balance"]
     return {
         "client": client,
         "ib": ib,
@@ -172,37 +176,120 @@ def case_context(rules: RuleSet, case: Case, *, now: datetime | str | None = Non
 
 
 def explain_case(rules: RuleSet, case: Case, *, now: datetime | str | None = None) -> dict[str, Any]:
-    """Why the rules score and route the case's client as they do, as JSON-ready data: the
-    keys of :meth:`crmcore.Engine.explain` that make sense without a store — ``client_id``,
-    ``now``, ``rule_version``, ``scores``, ``bands``, ``breakdown`` (per score, the points of
-    each rule that held), ``triggers`` (condition triggers that hold) and ``routing`` (the
-    registration routing with its whole trace, no client open anywhere, fresh rotations)."""
+    """Why the rules score, route and flag the case's client as they do, as JSON-ready data:
+    the case played as a rule test plays it (:func:`play_case`), then
+    :meth:`crmcore.Engine.explain` at ``now`` — ``scores``, ``bands``, ``breakdown`` (per
+    score, the points of each rule that held), ``triggers`` (condition triggers that hold),
+    ``routing`` (the latest routing by the rules, with its whole trace), ``assignment``."""
+    played = play_case(rules, case, now=now)
+    return played.engine.explain(played.client_id, now=played.now)
+
+
+@dataclass(frozen=True)
+class Played:
+    """A case played on a fresh engine (:func:`play_case`): the engine, the client's id,
+    ``now``, and what the engine handled, in order, a line each."""
+
+    engine: Engine
+    client_id: str
+    now: datetime
+    timeline: tuple[str, ...]
+
+
+def play_case(rules: RuleSet, case: Case, *, now: datetime | str | None = None) -> Played:
+    """Play the case as a rule test does (steps 1-5 of :mod:`crmcore.ruletest`): on a fresh
+    engine with a MemoryStore (no other client, every rotation at its start) the IB is known,
+    the client registers, makes the first deposit of ``ftd_at``, has the ``events`` handled
+    in time order, and a scan runs at ``now``. Raises :class:`CaseError`."""
     context = case_context(rules, case, now=now)
-    evaluation = evaluate_case(rules, case, context)
-    result, _ = route(
-        "registration", rules, context["client"],
-        scores=evaluation.scores, bands=evaluation.bands, ib=context["ib"],
-        trading=context["trading"], now=context["now"], open_counts={},
-        state=RoutingState.empty(), agents=rules.agents.values(),
+    at: datetime = context["now"]
+    record, registered_at, first_deposit = _starting_record(case, context)
+    client_id: str = record["id"]
+    engine = Engine(rules)
+    if context["ib"] is not None:
+        engine.handle({"id": "case:ib", "type": "ib_updated", "at": registered_at, "ib": context["ib"]})
+    timeline: list[str] = []
+    for event, what in _timeline(record, registered_at, first_deposit, context["events"]):
+        result = engine.handle(event)
+        if result.dead_lettered:
+            raise case.error(f"{what}: the engine cannot apply it: {result.error}")
+        timeline.append(_moment(event))
+    engine.scan(at)
+    timeline.append(f"{jsonable(at)} scan")
+    return Played(engine, client_id, at, tuple(timeline))
+
+
+def number_text(value: Any) -> str:
+    """A number as a person writes it: ``500``, ``12.5``, ``null``."""
+    if value is None:
+        return "null"
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _moment(event: ClientRegistered | Mapping[str, Any]) -> str:
+    """One line of the timeline: ``2026-03-10T10:00:00Z withdrawal failed 800``."""
+    if isinstance(event, ClientRegistered):
+        return f"{jsonable(event.at)} registration"
+    if event["id"] == "case:ftd":
+        return f"{jsonable(event['at'])} first deposit (ftd_at)"
+    details = [event["type"]]
+    if event["type"] in ("deposit", "withdrawal"):
+        details += [str(event.get("status") or "completed"), number_text(event["amount"])]
+    elif event["type"] == "contact":
+        details += [str(event["outcome"]), f"by {event['agent_id']}"]
+    return f"{jsonable(event['at'])} {' '.join(details)}"
+
+
+def _starting_record(
+    case: Case, context: Mapping[str, Any],
+) -> tuple[dict[str, Any], datetime, dict[str, Any] | None]:
+    """The client as they register (every field the case gives), when they register, and
+    the fields their first deposit sets later when the case gives ``ftd_at``.
+
+    A case without ``registered_at`` registers before anything it knows of the client: at
+    the earliest of their timestamps and events, else at ``now``."""
+    now: datetime = context["now"]
+    record: dict[str, Any] = dict(context["client"])
+    record["trading"] = context["trading"]
+    registered_at: datetime | None = record["registered_at"]
+    if registered_at is None:
+        known = [value for name, value in record.items() if name.endswith("_at") and isinstance(value, datetime)]
+        registered_at = record["registered_at"] = min([*known, *(event["at"] for event in context["events"]), now])
+    if registered_at > now:
+        raise case.error(f"client.registered_at {jsonable(registered_at)} is after now ({jsonable(now)})")
+    if record["ftd_at"] is None:
+        return record, registered_at, None
+    if not registered_at <= record["ftd_at"] <= now:
+        raise case.error(f"client.ftd_at {jsonable(record['ftd_at'])} is not between registered_at and now")
+    given_stage = case.client.get("stage")
+    first_deposit = {"ftd_at": record["ftd_at"], "ftd_amount": record["ftd_amount"], "stage": given_stage or "funded"}
+    record["ftd_at"] = record["ftd_amount"] = None
+    record["stage"] = infer_stage(record) if given_stage in (None, "funded") else given_stage
+    return record, registered_at, first_deposit
+
+
+def _timeline(
+    record: Mapping[str, Any], registered_at: datetime, first_deposit: Mapping[str, Any] | None,
+    history: Sequence[Mapping[str, Any]],
+) -> list[tuple[ClientRegistered | Mapping[str, Any], str]]:
+    """The events the engine handles, in order, each with how a failure names it: the
+    registration, then the first deposit of ``ftd_at`` and the history by time."""
+    client_id = record["id"]
+    registration = ClientRegistered.model_construct(  # every field of the record: none is dropped
+        type="client_registered", id="case:registration", client_id=client_id, at=registered_at,
+        **{name: value for name, value in record.items() if name != "id"},
     )
-    return {
-        "client_id": context["client"]["id"],
-        "now": jsonable(context["now"]),
-        "rule_version": rules.version,
-        "scores": jsonable(evaluation.scores),
-        "bands": dict(evaluation.bands),
-        "breakdown": jsonable(evaluation.breakdown),
-        "triggers": list(evaluation.triggers),
-        "routing": routing_dict("registration", result),
-    }
+    later: list[tuple[datetime, int, Mapping[str, Any], str]] = []
+    if first_deposit is not None:  # a client_updated: it hands over, and counts in no activity window
+        at = first_deposit["ftd_at"]
+        update = {"id": "case:ftd", "type": "client_updated", "client_id": client_id, "at": at, "fields": first_deposit}
+        later.append((at, 0, update, "client.ftd_at (the first deposit)"))
+    for index, event in enumerate(history):
+        later.append((event["at"], 1, event, f"events[{index}] ({event['type']})"))
+    later.sort(key=lambda entry: (entry[0], entry[1]))
+    return [(registration, "the client's registration"), *((event, what) for _, _, event, what in later)]
 
-
-def evaluate_case(rules: RuleSet, case: Case, context: Mapping[str, Any]) -> Evaluation:
-    """``rules.evaluate(context)``, an evaluation failure as a :class:`CaseError`."""
-    try:
-        return rules.evaluate(context)
-    except EvaluationError as err:
-        raise case.error(str(err)) from None
 
 
 # --- records ------------------------------------------------------------------------------------

@@ -240,7 +240,9 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     points and band, the condition triggers that hold, the routing with its whole trace.
 
     --client FILE is a rule-test case (YAML or JSON): client, optional ib, trading, events
-    (history: {type: deposit, amount: 500, ago: 40d}) and now (--now overrides it). With
+    (history: {type: deposit, amount: 500, ago: 40d}) and now (--now overrides it), played
+    as `crmcore test` plays it (on a fresh engine: registration, first deposit, the events
+    in time order, a scan at now); the client is explained as the engine then keeps them. With
     --events FILE the events are processed first and the client named by the case's
     client.id is explained as the engine keeps them, at --now (default: the time of their
     latest decision; the case's own now is not used).

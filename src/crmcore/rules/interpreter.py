@@ -73,6 +73,8 @@ def read_name(scope: Scope, node: ast.Name) -> Any:
             stage = scope.client.get("stage")
             return stage if stage is not None else infer_stage(scope.client)
         value = scope.client.get(name)
+        if value is None and name == "balance" and scope.trading is not None:  # the snapshot's (SPEC 11)
+            value = scope.trading.get("balance")
         if value is None:  # a default fills a missing key and a null alike
             value = scope.defaults.get(name)
         if value is None and node.type is not None and not node.type.nullable:

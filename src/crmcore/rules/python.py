@@ -110,6 +110,7 @@ class CodeGen:
         self._const_ids: dict[Any, str] = {}
         self._temps = 0
         self.uses_now = False
+        self.also_reads: set[str] = set()  # roots read on behalf of another (client.balance: trading)
 
     # ---- names and constants ------------------------------------------------------------------
 
@@ -193,6 +194,10 @@ class CodeGen:
             after = []
             if name == "stage":
                 after.append(f"if {var} is None: {var} = _infer_stage({record})")
+            if name == "balance":  # none given: the last snapshot's (SPEC 11), then the default
+                trading = roots["trading"]
+                self.also_reads.add("trading")
+                after.append(f"if {var} is None and {trading} is not None: {var} = {trading}.get('balance')")
             default = self.reads.defaults.get(name)
             if default is not None:  # a default fills a missing key and a null alike
                 after.append(f"if {var} is None: {var} = {self._literal(default)}")

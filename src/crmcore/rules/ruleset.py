@@ -350,7 +350,7 @@ def _generate(rules: RuleSet, uses_windows: bool, breakdown: bool) -> tuple[Call
         _failure=rules._failure, _from_events=from_events,
     )
     head = ["client = context['client']"]
-    roots = {parts[0] for parts in gen.names}
+    roots = {parts[0] for parts in gen.names} | gen.also_reads
     head += [f"{root} = context.get({root!r})" for root in ("ib", "trading") if root in roots]
     if gen.uses_now:
         head.append("now = context.get('now')")

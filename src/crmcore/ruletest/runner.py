@@ -10,14 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from crmcore.case import CaseError, case_context
-from crmcore.engine import Engine
-from crmcore.events import ClientRegistered
+from crmcore.case import CaseError, number_text, play_case
 from crmcore.notify.notification import Notification, client_recipient
 from crmcore.rules import RuleSet
 from crmcore.rules.diagnostics import CrmError
-from crmcore.rules.values import infer_stage
-from crmcore.ruletest.files import Expect, RuleTest, RuleTestError, case_error, field_line
+from crmcore.ruletest.files import Expect, RuleTest, RuleTestError, case_error
 from crmcore.serialize import jsonable
 from crmcore.storage.records import Decision, routing_dict
 
@@ -104,22 +101,10 @@ def run_case(test: RuleTest) -> Outcome:
 
 
 def _play(test: RuleTest) -> _Actual:
-    """Steps 1-5 of :mod:`crmcore.ruletest`; what the engine then keeps."""
-    context = case_context(test.rules, test.case)
-    now: datetime = context["now"]
-    record, registered_at, first_deposit = _starting_record(test, context)
-    client_id: str = record["id"]
-    engine = Engine(test.rules)  # a clean state: no other client, every rotation at its start
-    if context["ib"] is not None:
-        engine.handle({"id": "case:ib", "type": "ib_updated", "at": registered_at, "ib": context["ib"]})
-    timeline: list[str] = []
-    for event, what in _timeline(record, registered_at, first_deposit, context["events"]):
-        result = engine.handle(event)
-        if result.dead_lettered:
-            raise _failure(test, f"{what}: the engine cannot apply it: {result.error}")
-        timeline.append(_moment(event))
-    engine.scan(now)
-    timeline.append(f"{jsonable(now)} scan")
+    """Steps 1-5 of :mod:`crmcore.ruletest` (:func:`crmcore.case.play_case`); what the engine
+    then keeps."""
+    played = play_case(test.rules, test.case)
+    engine, client_id, now = played.engine, played.client_id, played.now
     decisions = engine.store.decisions(client_id)
     return _Actual(
         client_id=client_id,
@@ -128,76 +113,8 @@ def _play(test: RuleTest) -> _Actual:
         decisions=decisions,
         fired=tuple(dict.fromkeys(name for d in decisions for name in d.fired)),
         notifications=tuple(n for d in decisions for n in d.notifications),
-        timeline=tuple(timeline),
+        timeline=played.timeline,
     )
-
-
-def _moment(event: ClientRegistered | Mapping[str, Any]) -> str:
-    """One line of the timeline: ``2026-03-10T10:00:00Z withdrawal failed 800``."""
-    if isinstance(event, ClientRegistered):
-        return f"{jsonable(event.at)} registration"
-    if event["id"] == "case:ftd":
-        return f"{jsonable(event['at'])} first deposit (ftd_at)"
-    details = [event["type"]]
-    if event["type"] in ("deposit", "withdrawal"):
-        details += [str(event.get("status") or "completed"), _number(event["amount"])]
-    elif event["type"] == "contact":
-        details += [str(event["outcome"]), f"by {event['agent_id']}"]
-    return f"{jsonable(event['at'])} {' '.join(details)}"
-
-
-def _starting_record(
-    test: RuleTest, context: Mapping[str, Any],
-) -> tuple[dict[str, Any], datetime, dict[str, Any] | None]:
-    """The client as they register (every field the case gives), when they register, and
-    the fields their first deposit sets later when the case gives ``ftd_at``.
-
-    A case without ``registered_at`` registers before anything it knows of the client: at
-    the earliest of their timestamps and events, else at ``now``."""
-    now: datetime = context["now"]
-    record: dict[str, Any] = dict(context["client"])
-    record["trading"] = context["trading"]
-    registered_at: datetime | None = record["registered_at"]
-    if registered_at is None:
-        known = [value for name, value in record.items() if name.endswith("_at") and isinstance(value, datetime)]
-        registered_at = record["registered_at"] = min([*known, *(event["at"] for event in context["events"]), now])
-    if registered_at > now:
-        raise _failure(test, f"client.registered_at {jsonable(registered_at)} is after now ({jsonable(now)})")
-    if record["ftd_at"] is None:
-        return record, registered_at, None
-    if not registered_at <= record["ftd_at"] <= now:
-        raise _failure(test, f"client.ftd_at {jsonable(record['ftd_at'])} is not between registered_at and now")
-    given_stage = test.case.client.get("stage")
-    first_deposit = {"ftd_at": record["ftd_at"], "ftd_amount": record["ftd_amount"], "stage": given_stage or "funded"}
-    record["ftd_at"] = record["ftd_amount"] = None
-    record["stage"] = infer_stage(record) if given_stage in (None, "funded") else given_stage
-    return record, registered_at, first_deposit
-
-
-def _timeline(
-    record: Mapping[str, Any], registered_at: datetime, first_deposit: Mapping[str, Any] | None,
-    history: Sequence[Mapping[str, Any]],
-) -> list[tuple[ClientRegistered | Mapping[str, Any], str]]:
-    """The events the engine handles, in order, each with how a failure names it: the
-    registration, then the first deposit of ``ftd_at`` and the history by time."""
-    client_id = record["id"]
-    registration = ClientRegistered.model_construct(  # every field of the record: none is dropped
-        type="client_registered", id="case:registration", client_id=client_id, at=registered_at,
-        **{name: value for name, value in record.items() if name != "id"},
-    )
-    later: list[tuple[datetime, int, Mapping[str, Any], str]] = []
-    if first_deposit is not None:  # a client_updated: it hands over, and counts in no activity window
-        at = first_deposit["ftd_at"]
-        update = {"id": "case:ftd", "type": "client_updated", "client_id": client_id, "at": at, "fields": first_deposit}
-        later.append((at, 0, update, "client.ftd_at (the first deposit)"))
-    for index, event in enumerate(history):
-        later.append((event["at"], 1, event, f"events[{index}] ({event['type']})"))
-    later.sort(key=lambda entry: (entry[0], entry[1]))
-    return [(registration, "the client's registration"), *((event, what) for _, _, event, what in later)]
-
-
-def _failure(test: RuleTest, message: str) -> RuleTestError:
-    return RuleTestError(test.path, field_line(message, test.field_lines, test.line), message)
 
 
 # --- comparing ----------------------------------------------------------------------------------
@@ -209,7 +126,7 @@ def _compare(expect: Expect, actual: _Actual) -> list[str]:
     for name, wanted in (expect.score or {}).items():
         got = explained["scores"].get(name)
         if got is None or not math.isclose(float(got), wanted, rel_tol=_TOLERANCE, abs_tol=_TOLERANCE):
-            failures.append(f"score.{name}: expected {_number(wanted)}, got {_number(got)}")
+            failures.append(f"score.{name}: expected {number_text(wanted)}, got {number_text(got)}")
     for name, wanted_band in (expect.band or {}).items():
         got_band = explained["bands"].get(name)
         if got_band != wanted_band:
@@ -278,13 +195,6 @@ def _compare_notifications(expected: Sequence[Mapping[str, str]], actual: _Actua
     return failures
 
 
-def _number(value: Any) -> str:
-    if value is None:
-        return "null"
-    number = float(value)
-    return str(int(number)) if number.is_integer() else repr(number)
-
-
 def _text(value: Any) -> str:
     return "null" if value is None else str(value)
 
@@ -307,7 +217,7 @@ def _trace(actual: _Actual) -> list[str]:
     lines = [f"timeline: {'; '.join(actual.timeline)}", f"at {jsonable(actual.now)}:"]
     for name, value in explained["scores"].items():
         points = ", ".join(f"{rule} {_signed(p)}" for rule, p in explained["breakdown"].get(name, {}).items())
-        lines.append(f"  score {name} = {_number(value)} (band {_text(explained['bands'].get(name))})"
+        lines.append(f"  score {name} = {number_text(value)} (band {_text(explained['bands'].get(name))})"
                      + (f": {points}" if points else ": no rule held"))
     holding = explained["triggers"]
     lines.append(f"  condition triggers holding: {', '.join(holding) if holding else 'none'}")
@@ -348,7 +258,7 @@ def _cause(decision: Decision) -> str:
 
 
 def _signed(points: Any) -> str:
-    text = _number(points)
+    text = number_text(points)
     return text if text.startswith("-") else f"+{text}"
 
 
