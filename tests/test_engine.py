@@ -783,3 +783,12 @@ def test_contact_status_follow_ups_due_and_not_contacted_since(rules: RuleSet, s
     assert [c["id"] for c in a1.not_contacted_since(at(25))] == ["c1"]
     with pytest.raises(PermissionDenied):
         a1.status("c2", at(hours=6))
+
+
+def test_a_plain_callable_is_a_notifier_and_anything_else_is_refused(rules: RuleSet) -> None:
+    got: list[Any] = []
+    engine = Engine(rules, notifier=got.append)
+    engine.handle(reg("c1", language="de"))  # assigned to a1: a1 and their manager are told
+    assert sorted((n.kind, n.recipient) for n in got) == [("assigned", "a1"), ("assigned_to_team", "m1")]
+    with pytest.raises(TypeError, match="no send"):
+        Engine(rules, notifier=object())  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ def test_an_on_trigger_fires_on_its_event_with_queue_priority_and_recipients(spe
     engine = funded(spec_rules, store)
     result = engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
     assert result.decision is not None and result.decision.fired == ("failed_withdrawal",)
+    assert result.fired == ("failed_withdrawal",) and "failed_withdrawal" in result.triggers  # SPEC 1: handle gives the triggers
     (item,) = store.queue_items("at_risk")
     assert (item.client_id, item.trigger, item.priority, item.agent_id, item.desk) == (
         "c1", "failed_withdrawal", 1000, "r1", "retention")
@@ -157,3 +158,27 @@ def test_a_queue_shows_each_item_with_the_client_summary_and_its_age(spec_rules:
     (latest,) = engine.view("r1").queue("at_risk")  # age at the latest event: the withdrawal itself
     assert latest.age == timedelta(0) and latest.as_dict()["age_hours"] == 0
     assert engine.view("a1").queue("at_risk") == []  # another desk's agent sees nothing of it
+
+
+def test_engine_queue_and_tasks_and_times_as_iso_text_or_epoch_seconds(spec_rules: RuleSet, store: Store) -> None:
+    # SPEC 7 queue(name, desk, viewer) and SPEC 2 tasks(agent), on the engine as on a view
+    engine = funded(spec_rules, store)
+    engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+    (entry,) = engine.queue("at_risk", "retention", "r1", now=at(days=2))
+    assert (entry.client_id, entry.trigger, entry.age) == ("c1", "failed_withdrawal", timedelta(days=1))
+    assert [e.client_id for e in engine.queue("at_risk")] == ["c1"]  # no viewer: the host sees all
+    assert engine.queue("at_risk", viewer="a1") == []  # a sales agent: not their client
+    with pytest.raises(crmcore.PermissionDenied):
+        engine.queue("at_risk", "retention", "a1")
+    assert [(t.client_id, t.priority) for t in engine.tasks("r1")] == [("c1", 1000)]
+    # times as an aware datetime, ISO 8601 text or epoch seconds mean the same
+    iso = "2026-04-15T09:00:00Z"
+    epoch = datetime(2026, 4, 15, 9, tzinfo=UTC).timestamp()
+    assert engine.view("r1").status("c1", iso)["follow_up_due"] is False
+    assert engine.explain("c1", iso) == engine.explain("c1", epoch) == engine.explain("c1", at(days=44))
+    fired = [name for decision in engine.scan(iso) for name in decision.fired]
+    assert fired == ["dormant_30d"]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        engine.scan(datetime(2026, 4, 15))
+    with pytest.raises(ValueError, match="not an ISO 8601 time"):
+        engine.scan("tomorrow")

@@ -39,7 +39,7 @@ from crmcore.events import (
     parse_event,
 )
 from crmcore.notify.notification import ADMINS, Notification, NotificationKind, client_recipient
-from crmcore.notify.notifiers import Notifier, NullNotifier
+from crmcore.notify.notifiers import CallbackNotifier, Notifier, NullNotifier
 from crmcore.notify.outbox import Backoff, DeliveryReport, deliver_pending
 from crmcore.routing.router import Roster, RoutingResult, route
 from crmcore.rules import model
@@ -47,7 +47,7 @@ from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.interpreter import Scope
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import Evaluation, RuleSet
-from crmcore.rules.values import to_stamp
+from crmcore.rules.values import to_moment, to_stamp
 from crmcore.rules.windows import from_events
 from crmcore.state import apply, new_client
 from crmcore.storage.base import DuplicateEvent, Store, StoreUnavailable
@@ -63,7 +63,7 @@ from crmcore.storage.records import (
     jsonable,
     routing_dict,
 )
-from crmcore.views import PermissionDenied, View
+from crmcore.views import PermissionDenied, QueueEntry, Task, View
 
 __all__ = ["BatchSummary", "Engine", "EngineError", "Result"]
 
@@ -159,7 +159,17 @@ class Result:
 
     @property
     def triggers(self) -> tuple[str, ...]:
-        return self.decisions[0].triggers if self.decisions else ()
+        """The triggers of this event for its client: the condition triggers that hold after
+        it, then the ``on:`` triggers it fired (each once)."""
+        if not self.decisions:
+            return ()
+        decision = self.decisions[0]
+        return tuple(dict.fromkeys((*decision.triggers, *decision.fired)))
+
+    @property
+    def fired(self) -> tuple[str, ...]:
+        """The triggers that fired on this event (cooldowns allowing), ``on:`` and condition."""
+        return self.decisions[0].fired if self.decisions else ()
 
     @property
     def notifications(self) -> tuple[Notification, ...]:
@@ -196,7 +206,8 @@ class Engine:
     """Events in; scores, assignments, decisions and notifications out.
 
     ``store`` defaults to a new :class:`MemoryStore`, ``notifier`` to one that drops
-    everything. The rule file's desks are written to the store; its agents are added when
+    everything; a notifier is an object with ``send(notification)`` (the :class:`Notifier`
+    protocol) or a plain callable taking the notification. The rule file's desks are written to the store; its agents are added when
     the store does not know them (``agent_updated`` events change them later, and a reload
     with an edited agent writes the edit).
     """
@@ -205,12 +216,12 @@ class Engine:
         self,
         rules: RuleSet,
         store: Store | None = None,
-        notifier: Notifier | None = None,
+        notifier: Notifier | Callable[[Notification], object] | None = None,
         *,
         backoff: Backoff = _BACKOFF,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
-        self.notifier: Notifier = notifier if notifier is not None else NullNotifier()
+        self.notifier: Notifier = _notifier(notifier)
         self.backoff = backoff
         self._roster_key: tuple[model.Agent, ...] = ()
         self._roster_cache = Roster.of(())
@@ -667,11 +678,13 @@ class Engine:
             notes += _notes("assigned_to_team", [agent.manager], payload, event_id, at, client_id, rules)
         return notes
 
-    def deliver_pending(self, now: datetime | None = None, *, limit: int = 100) -> DeliveryReport:
+    def deliver_pending(self, now: datetime | str | float | None = None, *, limit: int = 100) -> DeliveryReport:
         """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff).
         ``now`` defaults to the latest event's time (the engine reads no clock)."""
         store = self.store
-        if now is None:
+        if now is not None:
+            now = to_moment(now)
+        else:
             now = store.latest_event_at()
             if now is None:
                 return DeliveryReport(0, 0, store.outbox.pending_count())
@@ -683,8 +696,9 @@ class Engine:
         """The events (and scan checks) that could not be handled, with their reasons."""
         return self.store.dead_letters()
 
-    def deliver_all(self, now: datetime) -> DeliveryReport:
+    def deliver_all(self, now: datetime | str | float) -> DeliveryReport:
         """Send every outbox entry due at ``now``, each once."""
+        now = to_moment(now)
         delivered = failed = 0
         while True:
             report = self.deliver_pending(now, limit=1000)
@@ -695,14 +709,14 @@ class Engine:
 
     # --- time: SLA checks ---------------------------------------------------------------------
 
-    def scan(self, now: datetime) -> list[Decision]:
+    def scan(self, now: datetime | str | float) -> list[Decision]:
         """Time-based checks at ``now``: every open assignment whose first-contact SLA has
         passed without a contact by its agent is a breach — ``alert`` notifies the agent's
         manager (the desk's managers when the agent has none), ``reassign`` also routes the
         client again without the agent who breached. Each breach is acted on once. Then the
-        condition triggers of every client (see ``_scan_triggers``)."""
-        if now.tzinfo is None:
-            raise ValueError("now must be timezone-aware")
+        condition triggers of every client (see ``_scan_triggers``). ``now``: an aware
+        datetime, ISO 8601 text or epoch seconds."""
+        now = to_moment(now)
         rules = self._rules
         store = self.store
         decisions: list[Decision] = []
@@ -813,7 +827,7 @@ class Engine:
 
     # --- people -------------------------------------------------------------------------------
 
-    def claim(self, agent_id: str, client_id: str, at: datetime | None = None) -> bool:
+    def claim(self, agent_id: str, client_id: str, at: datetime | str | float | None = None) -> bool:
         """Take a pooled client: ``True`` for the one claim that wins, ``False`` when the
         client is not (or no longer) in a pool. Raises :class:`PermissionDenied` for an
         agent not on the pool's desk, inactive or at capacity. ``at`` (the assignment's
@@ -828,7 +842,9 @@ class Engine:
                 raise PermissionDenied(f"unknown agent {agent_id!r}")
             if entry is None:
                 return False
-            if at is None:  # no wall clock: the latest event, and never before the pooling
+            if at is not None:
+                at = to_moment(at, "at")
+            else:  # no wall clock: the latest event, and never before the pooling
                 latest = store.latest_event_at()
                 at = entry.since if latest is None or latest < entry.since else latest
             if agent.role != "admin" and agent.desk != entry.desk:
@@ -863,9 +879,22 @@ class Engine:
         """What ``viewer_id`` (an agent, manager or admin) may see; see :class:`crmcore.views.View`."""
         return View(self, viewer_id)
 
+    def queue(
+        self, name: str, desk: str | None = None, viewer: str | None = None, now: datetime | str | float | None = None,
+    ) -> list[QueueEntry]:
+        """``view(viewer).queue(name, desk, now)`` (SPEC 7's ``queue(name, desk, viewer)``):
+        open items, highest priority first, with client summary, trigger, actions and age.
+        Without a viewer, the host's own view: every desk's items."""
+        return View(self, viewer).queue(name, desk, now)
+
+    def tasks(self, agent_id: str) -> list[Task]:
+        """``view(agent_id).tasks()``: each of the agent's clients with open items once, with
+        every open reason, ordered by the highest priority among them (SPEC 2)."""
+        return View(self, agent_id).tasks()
+
     # --- why ----------------------------------------------------------------------------------
 
-    def explain(self, client_id: str, now: datetime | None = None) -> dict[str, Any]:
+    def explain(self, client_id: str, now: datetime | str | float | None = None) -> dict[str, Any]:
         """Why the client stands where they do, as JSON-ready data: each score with its
         per-rule points and band at ``now`` (default: the time of the client's latest
         decision), the condition triggers that hold then, the latest routing with its whole
@@ -877,7 +906,9 @@ class Engine:
             raise EngineError(f"unknown client {client_id!r}")
         rules = self._rules
         decisions = store.decisions(client_id)
-        if now is None:
+        if now is not None:
+            now = to_moment(now)
+        else:
             now = decisions[-1].at if decisions else client["registered_at"]
         evaluation = self._evaluate(client, now, rules)
         routed = next((d for d in reversed(decisions) if d.routing is not None), None)
@@ -904,6 +935,17 @@ class Engine:
             "assignment": None if assignment is None else assignment.as_dict(),
             "pool": None if pooled is None else pooled.as_dict(),
         }
+
+
+def _notifier(notifier: Notifier | Callable[[Notification], object] | None) -> Notifier:
+    """The engine's notifier: the given one, a plain callable wrapped, or one that drops all."""
+    if notifier is None:
+        return NullNotifier()
+    if callable(getattr(notifier, "send", None)):
+        return notifier  # type: ignore[return-value]
+    if callable(notifier):
+        return CallbackNotifier(notifier)
+    raise TypeError(f"notifier {notifier!r} has no send(notification) method and is not callable")
 
 
 def _may_route(event: Event) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmcore.rules import model
 from crmcore.rules.diagnostics import CrmError
+from crmcore.rules.values import to_moment
 from crmcore.serialize import jsonable
 from crmcore.storage.records import PoolEntry, QueueItem
 
@@ -67,12 +68,17 @@ class QueueEntry(QueueItem):
         }
 
 
-class View:
-    """The engine's data as one viewer may see it."""
+HOST = model.Agent(id="host", desk="*", role="admin")
+"""The viewer of :meth:`crmcore.Engine.queue` without a viewer: the host application itself,
+which sees everything (as an admin does)."""
 
-    def __init__(self, source: Engine | Store, viewer_id: str) -> None:
+
+class View:
+    """The engine's data as one viewer may see it (``viewer_id`` ``None``: the host itself)."""
+
+    def __init__(self, source: Engine | Store, viewer_id: str | None) -> None:
         store = source.store if hasattr(source, "store") else source
-        viewer = store.agents().get(viewer_id)
+        viewer = HOST if viewer_id is None else store.agents().get(viewer_id)
         if viewer is None:
             raise PermissionDenied(f"unknown viewer {viewer_id!r}")
         self._store: Store = store
@@ -131,14 +137,14 @@ class View:
         self._check_desk(desk)
         return self._store.pool(desk)
 
-    def queue(self, name: str, desk: str | None = None, now: datetime | None = None) -> list[QueueEntry]:
+    def queue(self, name: str, desk: str | None = None, now: datetime | str | float | None = None) -> list[QueueEntry]:
         """Open items of a queue, highest priority first, each with the client's summary and
         its age at ``now`` (default: the latest event's time): for an admin every desk's (or
         ``desk``'s), for a manager their desk's and their team's, for an agent their own
         clients'."""
         if desk is not None:
             self._check_desk(desk)
-        moment = now if now is not None else self._store.latest_event_at()
+        moment = to_moment(now) if now is not None else self._store.latest_event_at()
         return [
             self._entry(item, moment) for item in self._store.queue_items(name)
             if (desk is None or item.desk == desk) and self._sees_item(item)
@@ -177,14 +183,15 @@ class View:
         tasks.sort(key=lambda task: (-task.priority, task.items[0].opened_at, task.client_id))
         return tasks
 
-    def status(self, client_id: str, now: datetime) -> dict[str, Any]:
+    def status(self, client_id: str, now: datetime | str | float | None = None) -> dict[str, Any]:
         """The client's contact status (SPEC §7): the current status, the last contact and
         the time since it, the next follow-up (a ``callback``) and whether it is due, and the
-        contact history (oldest first)."""
+        contact history (oldest first), at ``now`` (default: the latest event's time)."""
         if not self.sees(client_id):
             raise PermissionDenied(f"{self.viewer.id} may not see client {client_id!r}")
         client = self._store.client(client_id)
         assert client is not None
+        now = to_moment(now) if now is not None else self._store.latest_event_at() or client["registered_at"]
         last, follow_up = client.get("last_contact_at"), client.get("next_follow_up_at")
         contacts = [
             {"at": e.get("at"), "agent_id": e.get("agent_id"), "channel": e.get("channel"),
@@ -201,16 +208,18 @@ class View:
             "contacts": contacts,
         }
 
-    def follow_ups_due(self, now: datetime) -> list[dict[str, Any]]:
+    def follow_ups_due(self, now: datetime | str | float) -> list[dict[str, Any]]:
         """Visible clients whose next follow-up (``callback_at``) is at or before ``now``,
         the most overdue first."""
+        now = to_moment(now)
         due = [c for c in self._visible() if c.get("next_follow_up_at") is not None and c["next_follow_up_at"] <= now]
         due.sort(key=lambda c: (c["next_follow_up_at"], c["id"]))
         return due
 
-    def not_contacted_since(self, since: datetime) -> list[dict[str, Any]]:
+    def not_contacted_since(self, since: datetime | str | float) -> list[dict[str, Any]]:
         """Visible clients with no contact at or after ``since`` (never contacted included),
         the longest waiting first."""
+        since = to_moment(since, "since")
         waiting = [c for c in self._visible() if c.get("last_contact_at") is None or c["last_contact_at"] < since]
         waiting.sort(key=lambda c: (c.get("last_contact_at") is not None, c.get("last_contact_at") or c["registered_at"], c["id"]))
         return waiting

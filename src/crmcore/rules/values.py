@@ -45,6 +45,25 @@ def to_stamp(value: Any) -> timedelta | None:
     raise TypeError(f"not a timestamp: {value!r}")
 
 
+def to_moment(value: Any, what: str = "now") -> datetime:
+    """A time a host hands the engine's API (``scan(now)``, ``explain(..., now)``, ...) as
+    an aware UTC datetime: an aware datetime, ISO 8601 text (without an offset: UTC) or epoch
+    seconds. A naive datetime is refused (its zone is anyone's guess), as is anything else."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{what} must be timezone-aware (got the naive {value.isoformat()})")
+        return value.astimezone(UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{what} {value!r} is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)") from None
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return EPOCH + timedelta(seconds=float(value))
+    raise TypeError(f"{what} must be a datetime, ISO 8601 text or epoch seconds, not {type(value).__name__}")
+
+
 def to_number(value: Any) -> Any:
     """Decimal amounts become floats so that they mix with the rules' numbers."""
     if value.__class__ is Decimal:
