@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -105,10 +106,6 @@ BROKEN = {
     "unknown desk in routing": (
         BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {desk: salse, strategy: round_robin}}\n",
         (Code.REFERENCE, 12, 44),
-    ),
-    "unknown agent in routing": (
-        BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {agent: '\"a9\"'}}\n",
-        (Code.REFERENCE, 12, 45),
     ),
     "bad working hours": (
         BASE + "  - {id: a2, desk: sales, hours: 'Mon-Fri 09:00-18:00 Europe/Berln'}\n",
@@ -269,3 +266,24 @@ def test_band_thresholds_are_finite_numbers(bands: str) -> None:
 def test_a_last_rule_that_always_holds_silences_the_fallback_warning(last: str) -> None:
     rules = crmcore.loads(f"desks: [{{id: d}}]\nrouting:\n  registration:\n    - {{name: all, when: {last}, assign: {{desk: d}}}}\n")
     assert rules.warnings == []
+
+
+def test_an_agent_the_rule_files_do_not_define_is_a_warning_and_the_rule_falls_through(tmp_path: Path) -> None:
+    # SPEC 2: agents may also come from the host's store; an unknown agent id falls through
+    text = BASE + "routing:\n  registration:\n    - {name: r, when: true, assign: {agent: '\"a9\"'}}\n" \
+        "    - {name: rest, when: true, assign: {desk: sales, strategy: round_robin}}\n"
+    rules = crmcore.load_rules(write(tmp_path, text))
+    (warning,) = rules.warnings
+    assert (warning.code, warning.line, warning.column, warning.severity) == (Code.UNKNOWN_AGENT, 12, 45, "warning")
+    engine = crmcore.Engine(rules)
+    result = engine.handle({"id": "r1", "type": "client_registered", "client_id": "c1",
+                            "at": "2026-03-02T10:00:00Z", "country": "DE"})
+    assert (result.rule, result.agent) == ("rest", "a1")
+    assert [step.outcome for step in result.routing.trace] == ["no_eligible_agent", "assigned"]
+
+
+def test_a_trigger_with_no_queue_and_nobody_to_notify_loads_and_holds(tmp_path: Path) -> None:
+    rules = crmcore.load_rules(write(tmp_path, BASE + "triggers:\n  - {name: rich, when: 'client.balance > 100'}\n"))
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    client = {"country": "DE", "registered_at": now, "balance": 500}
+    assert rules.evaluate({"client": client, "now": now}).triggers == ["rich"]

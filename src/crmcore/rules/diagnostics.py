@@ -38,6 +38,7 @@ class Code:
     CRM = "E306"  # a .crm file that does not parse (outside an expression)
     SQL_UNSUPPORTED = "E400"  # a construct the SQL compiler cannot express exactly
     NO_FALLBACK = "W500"  # routing can leave a client unmatched (a warning)
+    UNKNOWN_AGENT = "W501"  # a routing rule names an agent the rule files do not define (a warning)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import copy
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -206,6 +206,7 @@ class _Builder:
         self.parsed: dict[str, ast.Node] = {}
         self.checked: dict[tuple[str, int], ast.Node] = {}
         self.exprs_seen: dict[tuple[str, ...], Expr] = {}
+        self.later_warnings: list[Diagnostic] = []  # found while checking, reported with the others
 
     # ---- merge --------------------------------------------------------------------------------
 
@@ -419,8 +420,6 @@ class _Builder:
                 priority = self._expr(doc, (*path, "priority"), trigger.priority, trigger_env, "number")
                 if priority is not None:
                     exprs[("trigger", trigger.name, "priority")] = priority
-            if trigger.queue is None and not trigger.notify:
-                self.problems.add(doc.diagnostic(Code.STRUCTURE, f"trigger '{trigger.name}' has neither a queue nor anyone to notify", path))
 
     def _check_references(self, document: RuleFile) -> None:
         desks = {desk.id for desk in document.desks}
@@ -440,7 +439,14 @@ class _Builder:
                 doc, path = self.where[("route", stage, rule.name)]
                 agent_expr = self.exprs_seen.get(("route", stage, rule.name, "agent"))
                 if agent_expr is not None and isinstance(agent_expr.node, ast.Literal) and agent_expr.node.value not in agents:
-                    self.problems.add(doc.diagnostic(Code.REFERENCE, f"routing rule '{rule.name}': unknown agent '{agent_expr.node.value}'", (*path, "assign", "agent")))
+                    # a warning: agents may come from the host's store (agent_updated); an agent
+                    # unknown when a client registers makes the rule fall through (SPEC 2)
+                    self.later_warnings.append(doc.diagnostic(
+                        Code.UNKNOWN_AGENT,
+                        f"routing rule '{rule.name}': agent '{agent_expr.node.value}' is not in the rule files: "
+                        "the rule falls through unless the store knows them (agent_updated)",
+                        (*path, "assign", "agent"),
+                    ))
                 if rule.assign.desk is not None and rule.assign.desk not in desks:
                     self.problems.add(doc.diagnostic(Code.REFERENCE, f"routing rule '{rule.name}': unknown desk '{rule.assign.desk}'{_known(desks)}", (*path, "assign", "desk")))
         for i, target in enumerate(document.targets):
@@ -480,10 +486,12 @@ class _Builder:
         return tuple(order)
 
     def _warnings(self, document: RuleFile) -> list[Diagnostic]:
-        """W500 for each routing stage whose last rule is not ``when: true``: a client can
-        match none of them (unrouted, admins notified). An empty stage warns of nothing:
-        no registration routing is a choice, no FTD routing means no hand-over."""
-        warnings = []
+        """W501 for each literal agent of a routing rule the rule files do not define (found
+        by ``_check_references``); W500 for each routing stage whose last rule is not
+        ``when: true``: a client can match none of them (unrouted, admins notified). An empty
+        stage warns of nothing: no registration routing is a choice, no FTD routing means no
+        hand-over."""
+        found = list(self.later_warnings)
         for stage in ("registration", "ftd"):
             rules = getattr(document.routing, stage)
             if not rules:
@@ -492,14 +500,14 @@ class _Builder:
             if last is not None and constant_value(last.node) == (True, True):
                 continue
             doc, path = self.where[("route", stage, rules[-1].name)]
-            warning = doc.diagnostic(
+            found.append(doc.diagnostic(
                 Code.NO_FALLBACK,
                 f"routing.{stage} can leave a client unmatched (unrouted); end it with a rule 'when: true'",
                 path,
-            )
-            warning = Diagnostic(warning.code, warning.message, warning.path, warning.line, warning.column, warning.source_line, "warning")
+            ))
+        warnings = [replace(diagnostic, severity="warning") for diagnostic in found]
+        for warning in warnings:
             self.problems.add(warning)
-            warnings.append(warning)
         return warnings
 
 
