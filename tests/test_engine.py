@@ -792,3 +792,15 @@ def test_a_plain_callable_is_a_notifier_and_anything_else_is_refused(rules: Rule
     assert sorted((n.kind, n.recipient) for n in got) == [("assigned", "a1"), ("assigned_to_team", "m1")]
     with pytest.raises(TypeError, match="no send"):
         Engine(rules, notifier=object())  # type: ignore[arg-type]
+
+
+def test_kyc_rejected_after_the_ftd_sets_the_stage_back_without_a_second_hand_over(rules: RuleSet) -> None:
+    engine = Engine(rules)
+    engine.handle(reg("c1", language="de"))
+    engine.handle({"id": "d1", "type": "deposit", "client_id": "c1", "at": at(10).isoformat(), "amount": "100"})
+    engine.handle({"id": "k1", "type": "kyc_rejected", "client_id": "c1", "at": at(20).isoformat()})
+    client = engine.store.client("c1")
+    assert client is not None and (client["stage"], client["ftd_at"]) == ("registered", at(10))
+    again = engine.handle({"id": "d2", "type": "deposit", "client_id": "c1", "at": at(30).isoformat(), "amount": "50"})
+    assert again.routing is None  # the FTD was d1: no second hand-over
+    assert [a.desk for a in engine.store.assignments("c1")] == ["sales", "retention"]

@@ -101,9 +101,14 @@ def test_kyc_rejected_sets_the_stage_back_and_keeps_kyc_submitted_at() -> None:
     assert (client["stage"], client["kyc_submitted_at"]) == ("registered", later(1))
 
 
-def test_kyc_rejected_leaves_a_funded_client_funded() -> None:
+def test_kyc_rejected_sets_a_funded_client_back_too_and_keeps_the_ftd() -> None:
+    # SPEC 11: "a deposit before KYC approval is still the FTD (stage funded); kyc_rejected
+    # sets the stage back to registered"
     client = run(ev("deposit", later(1), amount=100), ev("kyc_rejected", later(2)))
-    assert client["stage"] == "funded"
+    assert (client["stage"], client["ftd_at"], client["ftd_amount"]) == ("registered", later(1), 100)
+    again = run(ev("deposit", later(1), amount=100), ev("kyc_rejected", later(2)),
+                ev("kyc_submitted", later(3)), ev("kyc_approved", later(4)))
+    assert again["stage"] == "funded"  # approved again, with the money in
 
 
 def test_email_events_count() -> None:

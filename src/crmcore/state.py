@@ -23,9 +23,10 @@ Semantics, event by event (events are applied in arrival order):
   ``funded``. ``kyc_submitted`` sets ``kyc_submitted_at``; ``kyc_approved`` sets
   ``kyc_approved_at``; a KYC event for a client already further along keeps the stage.
   Both timestamps keep the latest time, so a re-submission after a rejection moves it on.
-- ``kyc_rejected`` sets a non-funded client back to ``registered`` and changes nothing else:
-  ``kyc_submitted_at`` (and ``kyc_approved_at``) are kept. A *funded* client stays
-  ``funded``: the money is in, and the stage says so whatever the KYC desk decides later.
+- ``kyc_rejected`` sets the client back to ``registered`` (SPEC §11), a funded one too, and
+  changes nothing else: ``kyc_submitted_at``, ``kyc_approved_at`` and the FTD (``ftd_at``,
+  ``ftd_amount``: it happened) are kept. A client with an FTD whose KYC is approved again
+  is ``funded`` again.
 - ``email_opened`` / ``email_clicked``: ``email_opens`` / ``email_clicks`` + 1.
 - ``login``: ``last_login_at``; ``trade``: ``last_trade_at``. Every ``last_*_at`` keeps the
   latest time: an older event arriving later does not move it back.
@@ -161,11 +162,10 @@ def apply(client: Mapping[str, Any], event: Event) -> dict[str, Any]:
         new["stage"] = _forward(new["stage"], "kyc_submitted")
         new["kyc_submitted_at"] = _latest(new.get("kyc_submitted_at"), event.at)
     elif isinstance(event, KycApproved):
-        new["stage"] = _forward(new["stage"], "kyc_approved")
+        new["stage"] = _forward(new["stage"], "funded" if new.get("ftd_at") is not None else "kyc_approved")
         new["kyc_approved_at"] = _latest(new.get("kyc_approved_at"), event.at)
     elif isinstance(event, KycRejected):
-        if new["stage"] != "funded":
-            new["stage"] = "registered"
+        new["stage"] = "registered"
     elif isinstance(event, EmailOpened):
         new["email_opens"] = new.get("email_opens", 0) + 1
     elif isinstance(event, EmailClicked):
