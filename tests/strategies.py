@@ -138,6 +138,8 @@ def _int_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.Sea
         _fmt("({} % {})", i, i),
         _fmt("(-{})", i),
         _fmt("abs({})", i),
+        _fmt("({} {} null)", i, st.sampled_from(["+", "-", "*", "%"])),  # a literal null: null (SPEC 3)
+        _fmt("(null - {})", i),
         _fmt("round({})", sub("number")),
         _fmt("len({})", sub("string")),
         st.just("len(TIER1)"),
@@ -152,6 +154,7 @@ def _number_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.
         _fmt("({} - {})", n, n),
         _fmt("({} * {})", n, _LITERALS["number"]),
         _fmt("({} / {})", n, n),
+        _fmt("({} / null)", n),
         _fmt("(-{})", n),
         _fmt("abs({})", n),
         _fmt("days_since({})", t),
@@ -212,7 +215,9 @@ def _bool_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.Se
     ]
     nullness = [
         _fmt("({} {} null)", sub(base), st.sampled_from(["==", "!="])) for base in SCALAR_TYPES
-    ]
+    ] + [  # ordered against a literal null: false, and `not` of it true (SPEC 3)
+        _fmt("({} {} null)", sub(base), st.sampled_from(["<", "<=", ">", ">="])) for base in ("int", "number", "string", "timestamp")
+    ] + [_fmt("(null in {})", _list_literal("int"))]
     membership = [
         _fmt("({} {} {})", sub(base), st.sampled_from(["in", "not in"]), _list_literal(base))
         for base in ("int", "number", "string", "bool")

@@ -202,6 +202,14 @@ class Checker:
             self.problems.error_at(problem.code, problem.message, self.origin, problem.index)
             return node.with_type(ERROR)
 
+    @staticmethod
+    def _typed_null(node: ast.Node, t: Type) -> ast.Node:
+        """A literal ``null`` standing for a missing value of type ``t`` (``null + 1``): typed
+        ``t?``, so every back end computes with it as with a null field of that type."""
+        if isinstance(node, ast.Literal) and node.value is None:
+            return replace(node, type=t.null())
+        return node
+
     def _operator_index(self, node: ast.Node, left: ast.Node) -> int:
         """Where a binary operator's symbol starts: the first non-blank after its left side."""
         text = self.origin.text
@@ -318,9 +326,9 @@ class Checker:
         operand = self.check(node.operand)
         t = operand.type
         assert t is not None
-        if not _is_error(t) and t.base not in ("int", "number", "duration"):
+        if not _is_error(t) and t.base not in ("int", "number", "duration", "null"):
             raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for unary '-' applied to ({t})", node)
-        return replace(node, operand=operand, type=t if t.base != "null" else ERROR)
+        return replace(node, operand=operand, type=t)  # -null is null (SPEC 3)
 
     def visit_Not(self, node: ast.Not) -> ast.Node:
         operand = self.check(node.operand)
@@ -343,8 +351,13 @@ class Checker:
         assert lt is not None and rt is not None
         if _is_error(lt, rt):
             return replace(node, left=left, right=right, type=ERROR)
-        if lt.base == "null" or rt.base == "null":
-            raise CheckProblem(Code.TYPE_MISMATCH, f"'{node.op}' with a literal null is always null", node, self._operator_index(node, left))
+        if lt.base == "null" or rt.base == "null":  # SPEC 3: arithmetic with null is null
+            known = rt if lt.base == "null" else lt
+            if known.base == "null" or _ARITH.get((node.op, known.base, known.base)) is None:
+                raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{node.op}' applied to ({lt}, {rt})", node, self._operator_index(node, left))
+            left, right = (self._typed_null(left, known) if left.type is not None and left.type.base == "null" else left,
+                           self._typed_null(right, known) if right.type is not None and right.type.base == "null" else right)
+            return replace(node, left=left, right=right, type=Type(_ARITH[(node.op, known.base, known.base)]).null())
         result = _ARITH.get((node.op, lt.base, rt.base))
         if result is None:
             hint = " ('%' takes integers)" if node.op == "%" else ""
@@ -369,14 +382,19 @@ class Checker:
             self._check_band_literal(left, right)
             self._check_band_literal(right, left)
         elif op in ("<", "<=", ">", ">="):
-            if lt.base == "null" or rt.base == "null":
-                raise CheckProblem(Code.TYPE_MISMATCH, f"'{op}' with null is always false: test with '== null'", node, at)
+            if (lt.base == "null") != (rt.base == "null"):  # SPEC 3: a comparison with null is false
+                known = rt if lt.base == "null" else lt
+                if not known.ordered:
+                    raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{op}' applied to ({lt}, {rt})", node, at)
+                return replace(typed, left=self._typed_null(left, known), right=self._typed_null(right, known))
             if not (lt.ordered and rt.ordered and comparable(lt, rt)):
                 raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{op}' applied to ({lt}, {rt})", node, at)
         elif op in ("in", "not in"):
             if rt.base != "list":
                 raise CheckProblem(Code.TYPE_MISMATCH, f"'{op}' needs a list on the right, got {rt}", right)
             assert rt.elem is not None
+            if lt.base == "null":  # null in [..] is false, null not in [..] too (SPEC 11)
+                return replace(typed, left=self._typed_null(left, rt.elem)) if rt.elem.base != "null" else typed
             if lt.base in ("list", "record", "null") or not comparable(lt, rt.elem):
                 raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{op}' applied to ({lt}, {rt})", node, at)
             if isinstance(right, ast.ListLit):
@@ -449,9 +467,7 @@ class Checker:
             result = rule(types)  # type: ignore[arg-type]
         except _ArgError as err:
             raise CheckProblem(Code.TYPE_MISMATCH, f"{node.func}() {err}", node) from None
-        if result.base == "null":
-            raise CheckProblem(Code.TYPE_MISMATCH, f"{node.func}() of null is always null", node)
-        return replace(node, args=args, type=result)
+        return replace(node, args=args, type=result)  # f(null) is null (SPEC 11): type null
 
 
 def _nested_repeat(parsed: Any) -> bool:
