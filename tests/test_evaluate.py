@@ -36,6 +36,7 @@ def test_spec_example_scores_bands_and_route(spec_rules: crmcore.RuleSet) -> Non
     assert ev.breakdown["lead"] == {"tier1_country": 20, "fast_kyc": 15, "ib_quality": 18, "engaged": 7}
     assert ev.route is not None
     assert (ev.route.rule, ev.route.desk, ev.route.strategy, ev.route.agent) == ("dach", "sales-general", "round_robin", None)
+    assert ev.route.name == "dach"  # SPEC 1: "its name and assign target"
     assert ev.triggers == []
 
 

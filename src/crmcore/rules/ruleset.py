@@ -100,6 +100,11 @@ class RouteTarget(NamedTuple):
     strategy: str | None
     agent: str | None
 
+    @property
+    def name(self) -> str:
+        """The rule's name (SPEC 1: "its name and assign target"); the same as ``rule``."""
+        return self.rule
+
 
 def _field(index: int, doc: str) -> Any:
     """A read-only field of a tuple subclass: CPython's C-level getter (what namedtuple uses)
