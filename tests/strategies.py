@@ -140,6 +140,7 @@ def _int_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.Sea
         _fmt("abs({})", i),
         _fmt("({} {} null)", i, st.sampled_from(["+", "-", "*", "%"])),  # a literal null: null (SPEC 3)
         _fmt("(null - {})", i),
+        _fmt("min({}, null)", i),
         _fmt("round({})", sub("number")),
         _fmt("len({})", sub("string")),
         st.just("len(TIER1)"),
@@ -171,7 +172,7 @@ def _string_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.
 
 def _timestamp_composites(sub: Callable[[str], st.SearchStrategy[str]]) -> list[st.SearchStrategy[str]]:
     t, d = sub("timestamp"), sub("duration")
-    return [_fmt("({} + {})", t, d), _fmt("({} - {})", t, d), _fmt("({} + {})", d, t)]
+    return [_fmt("({} + {})", t, d), _fmt("({} - {})", t, d), _fmt("({} + {})", d, t), _fmt("({} + null)", t)]
 
 
 def _duration_composites(

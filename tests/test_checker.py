@@ -67,6 +67,10 @@ def error_of(text: str, env: Env = ENV) -> tuple[str, int, str]:
         ("abs(null)", "null"),
         ("-null", "null"),
         ("null in ['DE']", "bool"),
+        ("min(null, 1)", "int?"),
+        ("max(client.balance, null)", "number?"),
+        ("now + null", "timestamp?"),
+        ("null * 24h", "duration?"),
         ("upper(client.country)", "string"),
         ("startswith(client.email, 'vip')", "bool?"),
         ("startswith(client.country, 'D')", "bool"),
@@ -101,6 +105,9 @@ def test_expression_types(text: str, expected: str) -> None:
         ("ib == 1", Code.TYPE_MISMATCH, 4, "only be compared with null"),
         ("null < null", Code.TYPE_MISMATCH, 6, "no matching overload for '<' applied to (null, null)"),
         ("null + 'a'", Code.TYPE_MISMATCH, 6, "no matching overload for '+'"),
+        # only a bare null stands for a value of the other side's type (SQL has no type for
+        # an expression that is always null)
+        ("(if client.phone_verified then null else null) + 1", Code.TYPE_MISMATCH, 46, "no matching overload for '+'"),
         ("[1, 'a']", Code.TYPE_MISMATCH, 5, "share a type"),
         ("[null]", Code.TYPE_MISMATCH, 2, "cannot hold null"),
         ("deposits.count", Code.UNKNOWN_NAME, 1, "activity window"),

@@ -303,7 +303,7 @@ def test_explain_plays_the_case_as_a_rule_test_does(tmp_path: Path) -> None:
     code, out, err = run("explain", SPEC_RULES, "--client", case)
     assert (code, err) == (0, "")
     data = json.loads(out)
-    assert data["triggers"] == ["dormant_30d"]
+    assert data["triggers"] == ["dormant_30d"] and data["fired"] == ["dormant_30d"]  # holds at now; fired at the scan
     assert data["route"] == {"rule": "to_retention", "desk": "retention", "agent": "r1"}
     test_file = write(tmp_path / "dormant_test.yaml", f"rules: {SPEC_RULES}\ncases:\n" + "".join(
         f"  {'- ' if i == 0 else '  '}{line}\n" for i, line in enumerate(DORMANT_CASE.splitlines()))

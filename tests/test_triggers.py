@@ -174,7 +174,13 @@ def test_engine_queue_and_tasks_and_times_as_iso_text_or_epoch_seconds(spec_rule
     # times as an aware datetime, ISO 8601 text or epoch seconds mean the same
     iso = "2026-04-15T09:00:00Z"
     epoch = datetime(2026, 4, 15, 9, tzinfo=UTC).timestamp()
-    assert engine.view("r1").status("c1", iso)["follow_up_due"] is False
+    engine.handle(ev("contact", "k1", at(days=3), agent_id="r1", channel="call", outcome="callback",
+                     callback_at="2026-03-10T09:00:00Z"))
+    view = engine.view("r1")
+    assert view.status("c1", "2026-03-09T09:00:00Z")["follow_up_due"] is False
+    assert view.status("c1", "2026-03-10T09:00:00Z")["follow_up_due"] is True
+    assert view.status("c1", datetime(2026, 3, 10, 9, tzinfo=UTC).timestamp())["follow_up_due"] is True
+    assert [c["id"] for c in view.follow_ups_due("2026-03-10T09:00:00Z")] == ["c1"]
     assert engine.explain("c1", iso) == engine.explain("c1", epoch) == engine.explain("c1", at(days=44))
     fired = [name for decision in engine.scan(iso) for name in decision.fired]
     assert fired == ["dormant_30d"]

@@ -12,11 +12,13 @@ A *case* is a mapping (a YAML or JSON file for ``crmcore explain --client``, one
       - {type: trade, ago: 3d}                 # a trade's volume and pnl default to 0
     now: 2026-03-01T12:00:00Z                  # required (or given by the caller)
 
-The client record is the client *at* ``now``: the fields given, the built-in defaults
+The client record is the client as the case gives them: the fields given, the built-in defaults
 (balance 0, email counters 0, ...), the rule set's ``schema`` defaults, ``stage`` implied by
 the timestamps when not given (SPEC §11), timestamps parsed from ISO 8601 text, and the
 balance of ``trading`` when the client gives none (the balance is the last snapshot's). The
-``events`` are the client's history up to ``now``.
+``events`` are the client's history up to ``now``: :func:`case_context` hands them to
+``rules.evaluate`` as the activity windows' history only; :func:`play_case` also applies them
+to the client, as the engine would.
 
 :func:`load_case` reads and checks a case; :func:`case_context` gives the context of
 ``rules.evaluate`` (the record as given, the events only as the history of the activity
@@ -179,10 +181,16 @@ def explain_case(rules: RuleSet, case: Case, *, now: datetime | str | None = Non
     """Why the rules score, route and flag the case's client as they do, as JSON-ready data:
     the case played as a rule test plays it (:func:`play_case`), then
     :meth:`crmcore.Engine.explain` at ``now`` — ``scores``, ``bands``, ``breakdown`` (per
-    score, the points of each rule that held), ``triggers`` (condition triggers that hold),
-    ``routing`` (the latest routing by the rules, with its whole trace), ``assignment``."""
+    score, the points of each rule that held), ``triggers`` (condition triggers that hold at
+    ``now``), ``routing`` (the client's latest routing, with its whole trace: an SLA
+    reassignment at the scan included), ``assignment`` — and ``fired``: every trigger that
+    fired while the case played (what a rule test's ``triggers`` compares)."""
     played = play_case(rules, case, now=now)
-    return played.engine.explain(played.client_id, now=played.now)
+    decisions = played.engine.store.decisions(played.client_id)
+    return {
+        **played.engine.explain(played.client_id, now=played.now),
+        "fired": list(dict.fromkeys(name for decision in decisions for name in decision.fired)),
+    }
 
 
 @dataclass(frozen=True)

@@ -352,12 +352,21 @@ class Checker:
         if _is_error(lt, rt):
             return replace(node, left=left, right=right, type=ERROR)
         if lt.base == "null" or rt.base == "null":  # SPEC 3: arithmetic with null is null
-            known = rt if lt.base == "null" else lt
-            if known.base == "null" or _ARITH.get((node.op, known.base, known.base)) is None:
+            null_left = lt.base == "null"
+            known = rt if null_left else lt
+            # the literal stands for a value of the type the other side combines with
+            match = next((
+                (l if null_left else r, result) for (op, l, r), result in _ARITH.items()
+                if op == node.op and (r if null_left else l) == known.base
+            ), None)
+            if match is None or not _is_null_literal(left if null_left else right) or known.base == "null":
                 raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{node.op}' applied to ({lt}, {rt})", node, self._operator_index(node, left))
-            left, right = (self._typed_null(left, known) if left.type is not None and left.type.base == "null" else left,
-                           self._typed_null(right, known) if right.type is not None and right.type.base == "null" else right)
-            return replace(node, left=left, right=right, type=Type(_ARITH[(node.op, known.base, known.base)]).null())
+            stands_for, result = match
+            if null_left:
+                left = self._typed_null(left, Type(stands_for))
+            else:
+                right = self._typed_null(right, Type(stands_for))
+            return replace(node, left=left, right=right, type=Type(result).null())
         result = _ARITH.get((node.op, lt.base, rt.base))
         if result is None:
             hint = " ('%' takes integers)" if node.op == "%" else ""
@@ -384,7 +393,7 @@ class Checker:
         elif op in ("<", "<=", ">", ">="):
             if (lt.base == "null") != (rt.base == "null"):  # SPEC 3: a comparison with null is false
                 known = rt if lt.base == "null" else lt
-                if not known.ordered:
+                if not known.ordered or not _is_null_literal(left if lt.base == "null" else right):
                     raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{op}' applied to ({lt}, {rt})", node, at)
                 return replace(typed, left=self._typed_null(left, known), right=self._typed_null(right, known))
             if not (lt.ordered and rt.ordered and comparable(lt, rt)):
@@ -393,7 +402,7 @@ class Checker:
             if rt.base != "list":
                 raise CheckProblem(Code.TYPE_MISMATCH, f"'{op}' needs a list on the right, got {rt}", right)
             assert rt.elem is not None
-            if lt.base == "null":  # null in [..] is false, null not in [..] too (SPEC 11)
+            if _is_null_literal(left):  # null in [..] is false, null not in [..] too (SPEC 11)
                 return replace(typed, left=self._typed_null(left, rt.elem)) if rt.elem.base != "null" else typed
             if lt.base in ("list", "record", "null") or not comparable(lt, rt.elem):
                 raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{op}' applied to ({lt}, {rt})", node, at)
@@ -459,6 +468,10 @@ class Checker:
             wanted = str(low) if low == high else f"{low} or more" if high is None else f"{low} to {high}"
             raise CheckProblem(Code.ARITY, f"{node.func}() takes {wanted} argument{'s' if wanted != '1' else ''}, got {count}", node)
         args = tuple(self.check(arg) for arg in node.args)
+        if node.func in ("min", "max"):  # min(null, x) is null (SPEC 11): the literal takes x's type
+            known = [arg.type for arg in args if arg.type is not None and arg.type.base != "null"]
+            if len(known) == 1:
+                args = tuple(self._typed_null(arg, known[0]) for arg in args)
         types = [a.type for a in args]
         assert all(t is not None for t in types)
         if _is_error(*types):  # type: ignore[arg-type]
@@ -468,6 +481,12 @@ class Checker:
         except _ArgError as err:
             raise CheckProblem(Code.TYPE_MISMATCH, f"{node.func}() {err}", node) from None
         return replace(node, args=args, type=result)  # f(null) is null (SPEC 11): type null
+
+
+def _is_null_literal(node: ast.Node) -> bool:
+    """A bare ``null``: it may stand for a missing value of any type (``null + 1``). Another
+    expression of type null (``if c then null else null``) has no SQL type to go by."""
+    return isinstance(node, ast.Literal) and node.value is None
 
 
 def _nested_repeat(parsed: Any) -> bool:

@@ -60,7 +60,10 @@ def to_moment(value: Any, what: str = "now") -> datetime:
             raise ValueError(f"{what} {value!r} is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)") from None
         return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return EPOCH + timedelta(seconds=float(value))
+        try:
+            return EPOCH + timedelta(seconds=value if isinstance(value, int) else float(value))
+        except (OverflowError, ValueError):
+            raise ValueError(f"{what} {value!r} is not a time in epoch seconds") from None
     raise TypeError(f"{what} must be a datetime, ISO 8601 text or epoch seconds, not {type(value).__name__}")
 
 
