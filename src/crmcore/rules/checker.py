@@ -356,8 +356,8 @@ class Checker:
             known = rt if null_left else lt
             # the literal stands for a value of the type the other side combines with
             match = next((
-                (l if null_left else r, result) for (op, l, r), result in _ARITH.items()
-                if op == node.op and (r if null_left else l) == known.base
+                (first if null_left else second, result) for (op, first, second), result in _ARITH.items()
+                if op == node.op and (second if null_left else first) == known.base
             ), None)
             if match is None or not _is_null_literal(left if null_left else right) or known.base == "null":
                 raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{node.op}' applied to ({lt}, {rt})", node, self._operator_index(node, left))
