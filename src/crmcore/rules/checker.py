@@ -356,17 +356,17 @@ class Checker:
             known = rt if null_left else lt
             # the literal stands for a value of the type the other side combines with
             match = next((
-                (first if null_left else second, result) for (op, first, second), result in _ARITH.items()
+                (first if null_left else second, combined) for (op, first, second), combined in _ARITH.items()
                 if op == node.op and (second if null_left else first) == known.base
             ), None)
             if match is None or not _is_null_literal(left if null_left else right) or known.base == "null":
                 raise CheckProblem(Code.TYPE_MISMATCH, f"no matching overload for '{node.op}' applied to ({lt}, {rt})", node, self._operator_index(node, left))
-            stands_for, result = match
+            stands_for, combined = match
             if null_left:
                 left = self._typed_null(left, Type(stands_for))
             else:
                 right = self._typed_null(right, Type(stands_for))
-            return replace(node, left=left, right=right, type=Type(result).null())
+            return replace(node, left=left, right=right, type=Type(combined).null())
         result = _ARITH.get((node.op, lt.base, rt.base))
         if result is None:
             hint = " ('%' takes integers)" if node.op == "%" else ""
