@@ -316,7 +316,6 @@ def test_explain_plays_the_case_as_a_rule_test_does(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("client: [1, 2]\nnow: 2026-03-01T12:00:00Z\n", "'client' is required and must be a mapping of client fields"),
-        ("client: {country: DE}\n", "'now' is required (give it in the case, or with --now)"),
         ("client: {contry: DE}\nnow: 2026-03-01T12:00:00Z\n", "client.contry: unknown field (known: "),
         ("client: {country: DE, registered_at: yesterday}\nnow: 2026-03-01T12:00:00Z\n",
          "client.registered_at is not an ISO 8601 timestamp: 'yesterday'"),
@@ -423,3 +422,14 @@ def test_queue_as_a_viewer_is_permission_checked(tmp_path: Path) -> None:
     assert (code, out) == (1, "") and "unknown viewer 'nobody'" in err
     assert run("scan", RULES, "--db", db, "--now", "yesterday")[2].endswith(
         "'yesterday' is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)\n")
+
+
+def test_explain_without_now_explains_at_the_machine_clock(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    case = write(tmp_path / "case.yaml", "client: {country: DE, registered_at: 2026-03-01T10:00:00Z}\n")
+    before = datetime.now(UTC)
+    code, out, err = run("explain", SPEC_RULES, "--client", case)
+    assert (code, err) == (0, "")
+    now = datetime.fromisoformat(json.loads(out)["now"].replace("Z", "+00:00"))
+    assert before.replace(microsecond=0) <= now <= datetime.now(UTC)

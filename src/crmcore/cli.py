@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import json
 import os
@@ -240,7 +241,8 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     points and band, the condition triggers that hold, the routing with its whole trace.
 
     --client FILE is a rule-test case (YAML or JSON): client, optional ib, trading, events
-    (history: {type: deposit, amount: 500, ago: 40d}) and now (--now overrides it), played
+    (history: {type: deposit, amount: 500, ago: 40d}) and now (--now overrides it; with
+    neither, the clock of the machine running the command), played
     as `crmcore test` plays it (on a fresh engine: registration, first deposit, the events
     in time order, a scan at now); the client is explained as the engine then keeps them. With
     --events FILE the events are processed first and the client named by the case's
@@ -256,6 +258,8 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _moment(args.now)  # a bad --now is the command's error, said before the case is read
     try:
         case = load_case(args.client, now=args.now)
+        if case.now is None and args.events is None:  # a host: the machine's clock, as scan
+            case = dataclasses.replace(case, now=_moment(None))
         if args.events is None:
             result = explain_case(rules, case)
         else:
