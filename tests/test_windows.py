@@ -1,6 +1,8 @@
-"""Activity windows in Python: the plain pass over a history (``window_value``) and the
-bisecting :class:`History` that MemoryStore keeps agree on every window, however the events
-arrive (out of time order too) and whatever is rolled back."""
+"""Activity windows in Python: the plain pass over a history (``window_value``), the grouped
+window function of a plain list (``from_events``: the SQL store's histories, rule tests) and
+the bisecting :class:`History` that MemoryStore keeps agree with a reference written from
+SPEC 11 on every window, however the events arrive (out of time order too) and whatever is
+rolled back."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmcore.rules.values import to_stamp
-from crmcore.rules.windows import WINDOW_SPECS, History, window_value
+from crmcore.rules.windows import DEFAULT_STATUS, WINDOW_SPECS, History, from_events, window_value
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -47,6 +49,21 @@ windows = st.tuples(
 )
 
 
+def reference(events: list[dict[str, Any]], source: str, metric: str, now: datetime, length: timedelta, shift: timedelta) -> Any:
+    """SPEC 11, plainly: events of the window's type (and status) in (now - length - shift,
+    now - shift]; count, or the exact sum of the field (made a float), 0 when empty."""
+    event_type, status, summed = WINDOW_SPECS[(source, metric)]
+    inside = [
+        e for e in events
+        if e["type"] == event_type and (status is None or e.get("status", DEFAULT_STATUS.get(event_type)) == status)
+        and now - length - shift < e["at"] <= now - shift
+    ]
+    if summed is None:
+        return len(inside)
+    values = [Decimal(e[summed]) for e in inside if e.get(summed) is not None]
+    return float(sum(values)) if values else 0
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(event(), event(), event(), st.just("pop")), max_size=30), st.lists(windows, min_size=1, max_size=6))
 def test_a_history_answers_every_window_as_a_pass_over_its_events(steps: list[Any], asked: list[Any]) -> None:
@@ -57,8 +74,10 @@ def test_a_history_answers_every_window_as_a_pass_over_its_events(steps: list[An
         for (source, metric), length, shift, now in asked:
             stamp = to_stamp(now)
             assert stamp is not None
-            expected = window_value(plain, source, metric, stamp, length, shift)
-            assert history.window(source, metric, stamp, length, shift) == expected, (source, metric, length, shift, now)
+            expected = reference(plain, source, metric, now, length, shift)
+            assert window_value(plain, source, metric, stamp, length, shift) == expected, (source, metric, length, shift, now)
+            assert from_events(plain)(source, metric, stamp, length, shift) == expected
+            assert history.window(source, metric, stamp, length, shift) == expected
 
     for step in steps:  # each check builds the index (when dropped); appends extend or drop it
         if step == "pop":

@@ -50,18 +50,27 @@ WindowFn = Callable[[str, str, timedelta, timedelta, timedelta], Any]
 def window_value(
     events: Iterable[Record], source: str, metric: str, now: timedelta, length: timedelta, shift: timedelta
 ) -> int | float:
+    """The window's value over ``events``, in one pass."""
+    event_type = WINDOW_SPECS[(source, metric)][0]
+    stamped = [(to_stamp(event.get("at")), event) for event in events if event.get("type") == event_type]
+    return _over(stamped, source, metric, now, length, shift)
+
+
+def _over(
+    stamped: Iterable[tuple[timedelta | None, Record]], source: str, metric: str,
+    now: timedelta, length: timedelta, shift: timedelta,
+) -> int | float:
+    """The window's value over the events of its type, each with its stamp."""
     event_type, status, summed = WINDOW_SPECS[(source, metric)]
     high = now - shift
     low = high - length
     count = 0
     total: Decimal | None = None  # summed exactly, made a float once: as the SQL path does
-    for event in events:
-        if event.get("type") != event_type:
-            continue
-        if status is not None and event.get("status", DEFAULT_STATUS.get(event_type)) != status:
-            continue
-        at = to_stamp(event.get("at"))
+    default_status = DEFAULT_STATUS.get(event_type)
+    for at, event in stamped:
         if at is None or not (low < at <= high):
+            continue
+        if status is not None and event.get("status", default_status) != status:
             continue
         count += 1
         if summed is not None:
@@ -177,13 +186,21 @@ _NEVER = timedelta.min
 
 
 def from_events(events: Iterable[Record] | None) -> WindowFn:
-    """A window function over a list of event records (rule tests, ``rules.evaluate``); a
-    :class:`History` answers by bisection."""
+    """A window function over a list of event records (rule tests, ``rules.evaluate``, the SQL
+    store's histories); a :class:`History` answers by bisection. A plain list is grouped by
+    type, each event stamped once, at the first window asked: an evaluation asks for a score
+    of windows, each then reads only the events of its type."""
     if isinstance(events, History):
         return events.window
     history = list(events or ())
+    groups: dict[Any, list[tuple[timedelta | None, Record]]] | None = None
 
     def window(source: str, metric: str, now: timedelta, length: timedelta, shift: timedelta) -> Any:
-        return window_value(history, source, metric, now, length, shift)
+        nonlocal groups
+        if groups is None:
+            groups = {}
+            for event in history:
+                groups.setdefault(event.get("type"), []).append((to_stamp(event.get("at")), event))
+        return _over(groups.get(WINDOW_SPECS[(source, metric)][0], ()), source, metric, now, length, shift)
 
     return window
