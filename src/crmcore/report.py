@@ -63,9 +63,9 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:20px}
 header p{margin:4px 0 0;color:#aab3c5;font-size:13px}main{padding:20px 28px;display:grid;gap:20px}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:14px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(190px,1fr));gap:14px}
 .tile{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.tile .v{font-size:24px;font-weight:600}.tile .k{color:#5b6477;font-size:13px}
+.tile .v{font-size:24px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}.tile .k{color:#5b6477;font-size:13px}
 section{background:#fff;border-radius:8px;padding:16px 18px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 section h2{margin:0 0 12px;font-size:16px}h3{font-size:14px;margin:14px 0 6px}
 table{border-collapse:collapse;width:100%;font-size:13px}
