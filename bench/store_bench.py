@@ -5,6 +5,7 @@
     python bench/store_bench.py --registrations 2000     # smoke run (10,000 events)
     python bench/store_bench.py --engine-events all      # the engine on every event, however long it takes
     python bench/store_bench.py --engine-events 2000 --profile /tmp/store.prof   # cProfile one engine run
+    python bench/store_bench.py --db postgresql --batch 100   # handle_many(batch=100): 100 events a transaction
 
 A seeded generator makes ``N`` ``client_registered`` events (``engine_bench.make_events``:
 the example rule set's ``schema`` fields, IBs, ...) after ten ``ib_updated`` events, and
@@ -284,7 +285,8 @@ def run_floor(engine: sa.Engine, schema: str | None, rows: Sequence[dict[str, An
 
 
 def run_engine(
-    engine: Engine, events: Sequence[Event], limit: int | None, budget: float | None, profile: cProfile.Profile | None
+    engine: Engine, events: Sequence[Event], limit: int | None, budget: float | None, profile: cProfile.Profile | None,
+    batch: int | None = None,
 ) -> tuple[float, int]:
     """``(seconds, events handled)``: all of ``events[:limit]``, or slices of 1,000 until
     ``budget`` seconds have passed."""
@@ -296,12 +298,12 @@ def run_engine(
         profile.enable()
     try:
         if budget is None:
-            engine.handle_many(todo, keep_results=False)
+            engine.handle_many(todo, keep_results=False, batch=batch)
             done = len(todo)
         else:
             while done < len(todo) and time.perf_counter() - start < budget:
                 chunk = todo[done:done + SLICE]
-                engine.handle_many(chunk, keep_results=False)
+                engine.handle_many(chunk, keep_results=False, batch=batch)
                 done += len(chunk)
     finally:
         if profile is not None:
@@ -331,7 +333,7 @@ def bench_db(kind: str, args: argparse.Namespace, rules: crmcore.RuleSet, events
     budget = args.budget if args.engine_events == "auto" else None
     profile = cProfile.Profile() if args.profile else None
     counting.on = True
-    seconds, done = run_engine(engine, events, limit, budget, profile)
+    seconds, done = run_engine(engine, events, limit, budget, profile, args.batch)
     counting.on = False
     dead = store.dead_letters()
     if dead:
@@ -395,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                              "slices of 1,000 until --budget seconds have passed")
     parser.add_argument("--budget", type=float, default=180.0, help="seconds for the engine with --engine-events auto")
     parser.add_argument("--floor-rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="events per transaction in handle_many (default: the store's, 500 on SQLite, 1 on PostgreSQL)")
     parser.add_argument("--seed", type=int, default=20260302)
     parser.add_argument("--rules", type=Path, default=RULES_DIR)
     parser.add_argument("--pg-url", default=PG_URL, help="PostgreSQL URL (default $CRMCORE_BENCH_PG or %(default)s)")

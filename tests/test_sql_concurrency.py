@@ -12,6 +12,8 @@ moment. Checked afterwards, from the database:
 - outbox delivery by 4 workers: each notification sent exactly once, none left pending;
 - one event file handled by 2 workers at once: each event once in total, the same end state
   as one clean run.
+- 2 workers in batches (``handle_many(batch=N)``) taking the same clients' rows in opposite
+  orders: no deadlock (each batch takes the routing lock first).
 
 PostgreSQL only: without ``CRMCORE_TEST_PG_URL`` these tests skip (and fail in CI).
 """
@@ -382,3 +384,32 @@ def test_two_first_deposits_of_one_client_at_once_make_one_ftd(
     handovers = Counter(len(store.assignments(f"c{i}")) for i in range(n))
     store.close()
     assert twice == [], f"{len(twice)} of {n} clients routed as FTD twice; assignments per client: {dict(handovers)}"
+
+
+def test_batched_workers_taking_clients_in_opposite_orders_do_not_deadlock(
+    db: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    # handle_many(batch=N) holds each client's row until the batch commits. One worker makes
+    # first deposits (which route: the routing lock, then the client) for c00..c29, the other
+    # logs the same clients in from c29 down: without the routing lock at the start of every
+    # batch, each would soon wait for a row the other holds.
+    url, schema, rules = db
+    clients = [f"c{i:02d}" for i in range(30)]
+    engine = crmcore.Engine(crmcore.load_rules(rules), store=SqlStore(url, schema=schema))
+    engine.handle_many([registration(f"reg-{c}", c, i, "rr") for i, c in enumerate(clients)])
+    deposits = [{"id": f"dep-{c}", "type": "deposit", "client_id": c, "amount": "100",
+                 "at": iso(BASE + timedelta(hours=1, minutes=i))} for i, c in enumerate(clients)]
+    logins = [{"id": f"login-{c}", "type": "login", "client_id": c,
+               "at": iso(BASE + timedelta(hours=1, minutes=i, seconds=30))} for i, c in reversed(list(enumerate(clients)))]
+    files = write_events(tmp_path / "deposits.jsonl", deposits), write_events(tmp_path / "logins.jsonl", logins)
+    results = run_together(  # batches of 6 and 4: the two meet inside a batch of each
+        [worker_cmd("handle", url, schema, rules, "--events", str(path), "--batch", batch, "--dwell", "0.01")
+         for path, batch in zip(files, ("6", "4"), strict=True)],
+        tmp_path / "go",
+    )
+    assert [(r["handled"], r["dead_lettered"]) for r in results] == [(30, 0), (30, 0)]
+    store = SqlStore(url, schema=schema)
+    check_atomic(store)
+    assert all((client := store.client(c)) is not None and client["ftd_at"] is not None and client["last_login_at"] is not None
+               for c in clients)
+    store.close()

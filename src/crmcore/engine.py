@@ -308,7 +308,8 @@ class Engine:
         """Handle events in order; the batch goes on past bad ones. Each event is atomic:
         its own unit of work, or — in batches of ``batch`` events (default: the store's
         ``batch_size``, 1 if it has none) — a savepoint inside one unit of work per batch,
-        which saves a commit per event. ``progress`` sees each result once its batch is
+        which saves a commit per event (a batch holds the routing lock from its start, so
+        batched workers on PostgreSQL take turns). ``progress`` sees each result once its batch is
         committed; the outbox is delivered after a batch commits, at least every 1,000
         events and at the end."""
         size = max(1, batch if batch is not None else getattr(self.store, "batch_size", 1))
@@ -321,6 +322,9 @@ class Engine:
                 handled = [self._handle(chunk[0])]
             else:
                 with self.store.unit_of_work():
+                    # lock order: a batch may route at any of its events, after it has locked
+                    # clients' rows; the routing lock first keeps batched workers deadlock-free
+                    self.store.lock_routing()
                     handled = [self._handle(event) for event in chunk]
             for result, at in handled:
                 summary.count(result)

@@ -65,7 +65,10 @@ def handle(args: argparse.Namespace) -> dict[str, Any]:
     lines = Path(args.events).read_text().splitlines()
     _ready(args)
     counts = {"handled": 0, "duplicate": 0, "dead_lettered": 0}
-    for line in lines:
+    if args.batch:
+        summary = engine.handle_many((json.loads(line) for line in lines), keep_results=False, batch=args.batch)
+        counts = {"handled": summary.handled, "duplicate": summary.duplicates, "dead_lettered": summary.dead_lettered}
+    for line in lines if not args.batch else ():
         result = engine.handle(json.loads(line))
         counts[result.status] += 1
     if args.finish_at:
@@ -135,6 +138,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--go", default="")
     parser.add_argument("--events")
     parser.add_argument("--dwell", type=float, default=0.0)
+    parser.add_argument("--batch", type=int, default=0, help="handle_many in batches of this many events")
     parser.add_argument("--finish-at", default="")
     parser.add_argument("--agent")
     parser.add_argument("--clients")
