@@ -143,10 +143,22 @@ def test_activity_windows_read_the_context_events() -> None:
 
 def test_a_missing_required_field_is_named(spec_rules: crmcore.RuleSet) -> None:
     case = spec_case()
-    del case["client"]["registered_at"]
-    case["client"]["stage"] = "registered"
-    with pytest.raises(EvaluationError, match=r"client.registered_at is required \(timestamp\) but missing"):
+    del case["client"]["country"]
+    with pytest.raises(EvaluationError, match=r"client.country is required \(string\) but missing"):
         spec_rules.evaluate(case)
+
+
+def test_a_client_without_registered_at_is_a_lead_registering_at_now(spec_rules: crmcore.RuleSet) -> None:
+    # what-if screens score a lead as they register: registered_at defaults to now
+    case = spec_case()
+    del case["client"]["registered_at"]
+    ev = spec_rules.evaluate(case)  # kyc_submitted_at (11:00) - now (12:00) <= 24h: fast_kyc holds
+    assert (ev.scores["lead"], ev.breakdown["lead"]["fast_kyc"]) == (60, 15)
+    assert spec_rules.evaluate({"client": {"country": "FR"}, "now": NOW}).scores == {"lead": 0}
+    rules = crmcore.loads("version: 1\nscores:\n  s:\n    rules:\n"
+                          "      - {name: fast, when: 'client.kyc_submitted_at - client.registered_at <= 24h', points: 1}\n")
+    with pytest.raises(EvaluationError, match=r"client.registered_at is required \(timestamp\) but missing"):
+        rules.evaluate({"client": {"country": "DE", "kyc_submitted_at": NOW}})  # and no now to register at
 
 
 def test_a_field_of_the_wrong_type_is_named(spec_rules: crmcore.RuleSet) -> None:

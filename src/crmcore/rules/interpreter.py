@@ -75,6 +75,8 @@ def read_name(scope: Scope, node: ast.Name) -> Any:
         value = scope.client.get(name)
         if value is None and name == "balance" and scope.trading is not None:  # the snapshot's (SPEC 11)
             value = scope.trading.get("balance")
+        if value is None and name == "registered_at":  # a lead evaluated as they register
+            value = scope.now
         if value is None:  # a default fills a missing key and a null alike
             value = scope.defaults.get(name)
         if value is None and node.type is not None and not node.type.nullable:

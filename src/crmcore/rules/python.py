@@ -86,7 +86,7 @@ class Reads:
     """How the generated function reaches each root.
 
     ``roots`` maps a root name to the Python expression holding the host's record
-    (``client``, ``s.client``...). Scores and bands may be locals of the same
+    (``client``, ``s.client``...), and ``now`` to the context's ``now`` as given. Scores and bands may be locals of the same
     function (the fused evaluator) or looked up in a mapping.
     """
 
@@ -194,6 +194,8 @@ class CodeGen:
             after = []
             if name == "stage":
                 after.append(f"if {var} is None: {var} = _infer_stage({record})")
+            if name == "registered_at":  # none given: a lead evaluated as they register, at now
+                after.append(f"if {var} is None: {var} = _to_stamp({roots['now']})")
             if name == "balance":  # none given: the last snapshot's (SPEC 11), then the default
                 trading = roots["trading"]
                 self.also_reads.add("trading")
@@ -490,6 +492,7 @@ def build_function(
 
 
 SCOPE_ROOTS = {
+    "now": "s.now",
     "client": "s.client",
     "ib": "s.ib",
     "trading": "s.trading",

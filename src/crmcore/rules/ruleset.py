@@ -307,7 +307,7 @@ def _fused_evaluator(rules: RuleSet) -> tuple[Callable[..., Any], bool, bool]:
 
 
 def _generate(rules: RuleSet, uses_windows: bool, breakdown: bool) -> tuple[Callable[..., Any], bool]:
-    reads = Reads({"client": "client", "ib": "ib", "trading": "trading"}, {}, {}, rules.defaults)
+    reads = Reads({"client": "client", "ib": "ib", "trading": "trading", "now": "context.get('now')"}, {}, {}, rules.defaults)
     gen = CodeGen(reads, rules.lists)
     body: list[str] = []
     score_vars: list[str] = []
