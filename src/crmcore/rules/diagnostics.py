@@ -39,6 +39,7 @@ class Code:
     SQL_UNSUPPORTED = "E400"  # a construct the SQL compiler cannot express exactly
     NO_FALLBACK = "W500"  # routing can leave a client unmatched (a warning)
     UNKNOWN_AGENT = "W501"  # a routing rule names an agent the rule files do not define (a warning)
+    UNDECLARED_DESK = "W502"  # a desk named where the rule files declare no desks at all (a warning)
 
 
 @dataclass(frozen=True, slots=True)

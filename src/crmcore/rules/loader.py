@@ -424,10 +424,22 @@ class _Builder:
     def _check_references(self, document: RuleFile) -> None:
         desks = {desk.id for desk in document.desks}
         agents = {agent.id: agent for agent in document.agents}
+
+        def unknown_desk(doc: RuleDocument, where: str, desk: str, path: YPath) -> None:
+            if desks:  # the files declare the desks: another name is a mistake
+                self.problems.add(doc.diagnostic(Code.REFERENCE, f"{where}: unknown desk '{desk}'{_known(desks)}", path))
+            else:  # they declare none: the host's desks (no SLA), named but not checked
+                self.later_warnings.append(doc.diagnostic(
+                    Code.UNDECLARED_DESK,
+                    f"{where}: desk '{desk}' is not declared (the rule files declare no desks): "
+                    "declare it under desks: to give it an SLA and have its name checked",
+                    path,
+                ))
+
         for agent in document.agents:
             doc, path = self.where[("agent", agent.id)]
             if agent.desk not in desks:
-                self.problems.add(doc.diagnostic(Code.REFERENCE, f"agent '{agent.id}': unknown desk '{agent.desk}'{_known(desks)}", (*path, "desk")))
+                unknown_desk(doc, f"agent '{agent.id}'", agent.desk, (*path, "desk"))
             if agent.manager is not None:
                 manager = agents.get(agent.manager)
                 if manager is None:
@@ -448,11 +460,11 @@ class _Builder:
                         (*path, "assign", "agent"),
                     ))
                 if rule.assign.desk is not None and rule.assign.desk not in desks:
-                    self.problems.add(doc.diagnostic(Code.REFERENCE, f"routing rule '{rule.name}': unknown desk '{rule.assign.desk}'{_known(desks)}", (*path, "assign", "desk")))
+                    unknown_desk(doc, f"routing rule '{rule.name}'", rule.assign.desk, (*path, "assign", "desk"))
         for i, target in enumerate(document.targets):
             doc, path = self.where[("target", str(i))]
             if target.desk is not None and target.desk not in desks:
-                self.problems.add(doc.diagnostic(Code.REFERENCE, f"target: unknown desk '{target.desk}'{_known(desks)}", (*path, "desk")))
+                unknown_desk(doc, "target", target.desk, (*path, "desk"))
 
     def _score_order(self, document: RuleFile, exprs: Mapping[tuple[str, ...], Expr]) -> tuple[str, ...]:
         """Scores in an order where each comes after the scores its rules read."""
