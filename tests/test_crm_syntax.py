@@ -507,6 +507,8 @@ def test_the_spec_sketch_loads_as_it_is_with_its_desks_left_to_the_host(tmp_path
     path.write_text(SPEC_SKETCH)
     rules = crmcore.load_rules(path)
     assert [(w.code, w.line) for w in rules.warnings] == [(Code.UNDECLARED_DESK, 12), (Code.UNDECLARED_DESK, 13)]
+    assert list(rules.desks) == ["sales-senior", "sales-general"]  # named: known to the engine and reports
+    assert crmcore.load_rules(tmp_path).version == rules.version  # not part of the canonical form
     engine = crmcore.Engine(rules)
     result = engine.handle({"id": "r1", "type": "client_registered", "client_id": "c1",
                             "at": "2026-03-01T10:00:00Z", "country": "DE"})

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from crmcore.rules import ast
 from crmcore.rules.diagnostics import Diagnostic, EvaluationError, Origin
 from crmcore.rules.interpreter import Scope
-from crmcore.rules.model import RuleFile, duration_seconds
+from crmcore.rules.model import Desk, RuleFile, duration_seconds
 from crmcore.rules.python import CodeGen, Reads, build_function, compile_expression
 from crmcore.rules.types import Type
 from crmcore.rules.windows import from_events
@@ -106,6 +106,17 @@ class RouteTarget(NamedTuple):
         return self.rule
 
 
+def _named_desks(document: RuleFile) -> dict[str, Desk]:
+    """A rule set that declares no desks leaves them to the host (W502): the desks its agents,
+    routing rules and targets name, as desks of no SLA, so that the engine and the reports
+    know them. Not part of the canonical form: the files are as written."""
+    names = [agent.desk for agent in document.agents]
+    names += [rule.assign.desk for stage in ("registration", "ftd") for rule in getattr(document.routing, stage)
+              if rule.assign.desk is not None]
+    names += [target.desk for target in document.targets if target.desk is not None]
+    return {name: Desk(id=name) for name in dict.fromkeys(names)}
+
+
 def _field(index: int, doc: str) -> Any:
     """A read-only field of a tuple subclass: CPython's C-level getter (what namedtuple uses)
     where it exists, else a property."""
@@ -184,7 +195,7 @@ class RuleSet:
         self.warnings = warnings
         for expr in self.exprs.values():
             expr.bind(self.lists, self.defaults)
-        self.desks = {desk.id: desk for desk in document.desks}
+        self.desks = {desk.id: desk for desk in document.desks} or _named_desks(document)
         self.agents = {agent.id: agent for agent in document.agents}
         self.scores = {
             name: Score(
