@@ -25,6 +25,15 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
+def no_postgres(what: str = "PostgreSQL tests") -> None:
+    """Without ``CRMCORE_TEST_PG_URL``: fail under CI (PostgreSQL tests must run there), else
+    skip, saying how to get a server."""
+    if _in_ci():
+        pytest.fail(f"{PG_URL_ENV} is not set but CI is: run the suite through ./scripts/test, "
+                    "which starts a throwaway PostgreSQL server", pytrace=False)
+    pytest.skip(f"{what} need {PG_URL_ENV}; ./scripts/test starts a throwaway server")
+
+
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if _in_ci() else "dev")
@@ -41,15 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pg_engine() -> Iterator[Engine]:
     url = os.environ.get(PG_URL_ENV)
     if not url:
-        if _in_ci():
-            pytest.fail(
-                f"{PG_URL_ENV} is not set but CI is: run the suite through ./scripts/test, "
-                "which starts a throwaway PostgreSQL server",
-                pytrace=False,
-            )
-        pytest.skip(
-            "PostgreSQL tests need CRMCORE_TEST_PG_URL; ./scripts/test starts a throwaway server"
-        )
+        no_postgres()
     engine = create_engine(url, pool_pre_ping=True)
     yield engine
     engine.dispose()
@@ -114,9 +115,7 @@ def _sql_engine(kind: str) -> tuple[Engine, str | None]:
         else:
             url = os.environ.get(PG_URL_ENV)
             if not url:
-                if _in_ci():
-                    pytest.fail(f"{PG_URL_ENV} is not set but CI is: run ./scripts/test", pytrace=False)
-                pytest.skip("PostgreSQL store tests need CRMCORE_TEST_PG_URL; ./scripts/test starts a server")
+                no_postgres("PostgreSQL store tests")
             engine = create_engine(url, pool_pre_ping=True)
             with engine.begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{_PG_SCHEMA}" CASCADE')

@@ -477,34 +477,10 @@ def test_an_unclosed_block_is_named(tmp_path: Path) -> None:
     assert "is the block of the desk at line 1 closed with '}'?" in errors[0].message
 
 
-SPEC_SKETCH = '''\
-list TIER1 = ["DE", "CH", "GB", "AT", "NL", "SE"]
-
-score lead {
-  rule tier1_country when client.country in TIER1 => 20
-  rule ib_quality when ib != null => ib.quality * 0.2
-  band hot >= 70
-  band warm >= 40
-  band cold
-}
-
-route registration {
-  rule hot when band.lead == "hot" => desk "sales-senior" by least_loaded
-  rule everyone_else when true => desk "sales-general" by round_robin
-}
-
-trigger dormant_30d when client.stage == "funded" and days_since(client.last_trade_at) >= 30 {
-  queue dormant priority client.balance
-  notify agent
-  cooldown 14d
-}
-'''
-
-
 def test_the_spec_sketch_loads_as_it_is_with_its_desks_left_to_the_host(tmp_path: Path) -> None:
     # SPEC 4's sketch declares no desks: the desks it names are the host's (W502), not errors
     path = tmp_path / "sketch.crm"
-    path.write_text(SPEC_SKETCH)
+    path.write_text(SKETCH)
     rules = crmcore.load_rules(path)
     assert [(w.code, w.line) for w in rules.warnings] == [(Code.UNDECLARED_DESK, 12), (Code.UNDECLARED_DESK, 13)]
     assert list(rules.desks) == ["sales-senior", "sales-general"]  # named: known to the engine and reports
@@ -520,7 +496,7 @@ def test_the_spec_sketch_loads_as_it_is_with_its_desks_left_to_the_host(tmp_path
 
 def test_a_desk_not_declared_where_desks_are_is_still_an_error(tmp_path: Path) -> None:
     path = tmp_path / "rules.crm"
-    path.write_text('desk "sales-general" {}\n' + SPEC_SKETCH)
+    path.write_text('desk "sales-general" {}\n' + SKETCH)
     with pytest.raises(RuleError) as info:
         crmcore.load_rules(path)
     assert [(d.code, d.line) for d in info.value.diagnostics] == [(Code.REFERENCE, 13)]

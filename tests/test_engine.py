@@ -646,6 +646,16 @@ def test_claim_without_a_time_uses_the_latest_event_not_the_clock(rules: RuleSet
     assert store.assignment("p1").assigned_at == at(30)  # type: ignore[union-attr]
 
 
+def test_claim_and_delivery_take_a_time_as_iso_text_or_epoch_seconds(rules: RuleSet, store: Store) -> None:
+    notifier = InMemoryNotifier(fail_times=2)
+    engine = engine_for(rules, store, notifier)
+    engine.handle(reg("p1", country="PL", language="pl"))  # pooled: its desk's agents told, both sends fail
+    assert engine.deliver_pending((at(0) + timedelta(seconds=10)).timestamp()).pending == 2  # backoff: 30 s
+    assert engine.deliver_pending("2026-03-02T09:01:00Z").delivered == 2
+    assert engine.claim("l1", "p1", at="2026-03-02T09:20:00Z") is True
+    assert store.assignment("p1").assigned_at == at(20)  # type: ignore[union-attr]
+
+
 def test_deliver_pending_without_a_time_uses_the_latest_event(rules: RuleSet, store: Store) -> None:
     notifier = InMemoryNotifier(fail_times=2)
     engine = engine_for(rules, store, notifier)

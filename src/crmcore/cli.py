@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from crmcore.rules import RuleError, RuleSet, load_rules
+from crmcore.rules.values import to_moment
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -446,10 +447,9 @@ def _moment(text: str | None, option: str = "--now") -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise _Failure(f"{option} {text!r} is not an ISO 8601 time (such as 2026-03-01T12:00:00Z)") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return to_moment(text, option)
+    except ValueError as err:
+        raise _Failure(str(err)) from None
 
 
 def cmd_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -294,7 +294,7 @@ class Engine:
         the outbox. Never raises for a bad or failing event: it is dead-lettered."""
         result, at = self._handle(event)
         if at is not None:
-            self.deliver_pending(at)
+            self._deliver(at)
         return result
 
     def handle_many(
@@ -336,10 +336,10 @@ class Engine:
                     latest = at
             since_delivery += len(chunk)
             if since_delivery >= _DELIVER_EVERY and latest is not None:
-                self.deliver_all(latest)
+                self._deliver_all(latest)
                 since_delivery = 0
         if latest is not None:
-            self.deliver_all(latest)
+            self._deliver_all(latest)
         return summary
 
     def _handle(self, event: Event | BadEvent | Mapping[str, Any]) -> tuple[Result, datetime | None]:
@@ -685,10 +685,11 @@ class Engine:
     def deliver_pending(self, now: datetime | str | float | None = None, *, limit: int = 100) -> DeliveryReport:
         """Send up to ``limit`` outbox entries due at ``now`` (failures wait with backoff).
         ``now`` defaults to the latest event's time (the engine reads no clock)."""
+        return self._deliver(None if now is None else to_moment(now), limit)
+
+    def _deliver(self, now: datetime | None, limit: int = 100) -> DeliveryReport:
         store = self.store
-        if now is not None:
-            now = to_moment(now)
-        else:
+        if now is None:
             now = store.latest_event_at()
             if now is None:
                 return DeliveryReport(0, 0, store.outbox.pending_count())
@@ -702,10 +703,12 @@ class Engine:
 
     def deliver_all(self, now: datetime | str | float) -> DeliveryReport:
         """Send every outbox entry due at ``now``, each once."""
-        now = to_moment(now)
+        return self._deliver_all(to_moment(now))
+
+    def _deliver_all(self, now: datetime) -> DeliveryReport:
         delivered = failed = 0
         while True:
-            report = self.deliver_pending(now, limit=1000)
+            report = self._deliver(now, limit=1000)
             delivered += report.delivered
             failed += report.failed
             if report.delivered + report.failed < 1000:
@@ -742,7 +745,7 @@ class Engine:
             decisions.append(decision)
         if rules.condition_triggers:
             decisions += self._scan_triggers(now, rules)
-        self.deliver_all(now)
+        self._deliver_all(now)
         return decisions
 
     def _scan_triggers(self, now: datetime, rules: RuleSet) -> list[Decision]:
@@ -876,7 +879,7 @@ class Engine:
                 assignment=assignment, notifications=tuple(notes),
             )
             self._record([decision])
-        self.deliver_all(at)
+        self._deliver_all(at)
         return True
 
     def view(self, viewer_id: str) -> View:

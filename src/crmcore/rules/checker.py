@@ -206,9 +206,7 @@ class Checker:
     def _typed_null(node: ast.Node, t: Type) -> ast.Node:
         """A literal ``null`` standing for a missing value of type ``t`` (``null + 1``): typed
         ``t?``, so every back end computes with it as with a null field of that type."""
-        if isinstance(node, ast.Literal) and node.value is None:
-            return replace(node, type=t.null())
-        return node
+        return replace(node, type=t.null()) if _is_null_literal(node) else node
 
     def _operator_index(self, node: ast.Node, left: ast.Node) -> int:
         """Where a binary operator's symbol starts: the first non-blank after its left side."""

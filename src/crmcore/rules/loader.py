@@ -498,8 +498,9 @@ class _Builder:
         return tuple(order)
 
     def _warnings(self, document: RuleFile) -> list[Diagnostic]:
-        """W501 for each literal agent of a routing rule the rule files do not define (found
-        by ``_check_references``); W500 for each routing stage whose last rule is not
+        """W501 for each literal agent of a routing rule the rule files do not define and W502
+        for each desk named where the files declare none (both found by
+        ``_check_references``); W500 for each routing stage whose last rule is not
         ``when: true``: a client can match none of them (unrouted, admins notified). An empty
         stage warns of nothing: no registration routing is a choice, no FTD routing means no
         hand-over."""
@@ -524,8 +525,7 @@ class _Builder:
 
 
 def _known(names: Iterable[str]) -> str:
-    names = sorted(names)
-    return f" (known: {', '.join(names)})" if names else " (no desks are defined)"
+    return f" (known: {', '.join(sorted(names))})"
 
 
 def _default_value(value: Any, type_: Type) -> Any:
