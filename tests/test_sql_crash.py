@@ -1,7 +1,7 @@
 """Crash safety with real process kills (issue 4, SPEC §10): a worker process handles an
 event file through ``Engine(rules, store=SqlStore(...))`` one event at a time; the test
-kills it with SIGKILL at random moments (most likely inside a transaction: the worker
-sleeps inside each unit of work), restarts it on the same file until it finishes, and
+kills it with SIGKILL at random points of the file (most likely inside a transaction: the
+worker sleeps inside each unit of work and says which unit it is in), restarts it on the same file until it finishes, and
 checks that
 
 - after every kill nothing is half-applied (each stored event has its decision and its
@@ -135,17 +135,22 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
 
 
 def run_with_kills(
-    cmd: list[str], kills: int, rng: random.Random, max_delay: float,
+    cmd: list[str], kills: int, rng: random.Random, units: tuple[int, int], dwell: float,
     after_kill: Callable[[], None],
 ) -> tuple[dict[str, Any], int]:
-    """Run ``cmd`` until it finishes, SIGKILLing it ``kills`` times at random moments
-    (up to ``max_delay`` s after it is ready); ``after_kill`` checks the state each time."""
+    """Run ``cmd`` (a ``handle --dwell D --mark`` worker) until it finishes, SIGKILLing it
+    ``kills`` times; ``after_kill`` checks the state each time. Each kill waits for the
+    worker to enter its N-th unit of work (N drawn from ``units``), then a random part of
+    up to 1.5 dwells: most kills land inside that unit's transaction, some just after it.
+    Kills are placed by progress through the file, not by the clock, so a faster machine
+    or store cannot make them all miss."""
     killed = 0
     while True:
         proc = start(cmd)
         wait_ready(proc)
         if killed < kills:
-            time.sleep(rng.uniform(0.0, max_delay))
+            _wait_for_unit(proc, rng.randint(*units))
+            time.sleep(rng.uniform(0.0, 1.5 * dwell))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.communicate(timeout=30)
@@ -153,6 +158,16 @@ def run_with_kills(
                 after_kill()
                 continue
         return finish(proc), killed
+
+
+def _wait_for_unit(proc: subprocess.Popen[str], n: int) -> None:
+    """Read the worker's ``unit K`` lines until K = n."""
+    assert proc.stdout is not None
+    while line := proc.stdout.readline():
+        if line.strip() == f"unit {n}":
+            return
+    out, err = proc.communicate(timeout=30)
+    raise AssertionError(f"the worker ended before unit {n}: make the file longer\n{out}\n{err}")
 
 
 # --- what a database holds ----------------------------------------------------------------------
@@ -264,7 +279,8 @@ def pg_url(pg_engine: Engine) -> str:
 # --- the tests ----------------------------------------------------------------------------------
 
 CLIENTS = 40
-KILLS = 4
+KILLS = 4  # each after 5-30 units of work: the file has over 150
+DWELL = 0.006
 
 
 def _crash_and_compare(tmp_path: Path, make_db: Callable[[], tuple[str, str | None]], seed: int) -> None:
@@ -284,8 +300,8 @@ def _crash_and_compare(tmp_path: Path, make_db: Callable[[], tuple[str, str | No
     crash_store = SqlStore(crash_url, schema=crash_schema)
     progress: list[dict[str, int]] = []
     counts, killed = run_with_kills(
-        worker_cmd("handle", crash_url, crash_schema, SPEC_RULES, *extra, "--dwell", "0.006"),
-        KILLS, random.Random(seed), max_delay=0.6,
+        worker_cmd("handle", crash_url, crash_schema, SPEC_RULES, *extra, "--dwell", str(DWELL), "--mark"),
+        KILLS, random.Random(seed), units=(5, 30), dwell=DWELL,
         after_kill=lambda: progress.append(check_atomic(crash_store)),
     )
     clean_counts = finish(clean)

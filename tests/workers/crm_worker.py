@@ -1,7 +1,8 @@
 """A worker process for the crash and concurrency tests (tests/test_sql_crash.py,
 tests/test_sql_concurrency.py). Run with ``sys.executable``; not a test module.
 
-    crm_worker.py handle  --url U [--schema S] --rules R --events FILE [--dwell SEC] [--finish-at ISO]
+    crm_worker.py handle  --url U [--schema S] --rules R --events FILE [--dwell SEC [--mark]]
+                          [--finish-at ISO]
                           [--out FILE [--slow SEC]]
     crm_worker.py claim   --url U [--schema S] --rules R --agent A --clients FILE --seed N --at ISO
     crm_worker.py deliver --url U [--schema S] --rules R --now ISO --limit N --out FILE [--slow SEC]
@@ -12,7 +13,9 @@ Each builds its own ``SqlStore`` and ``Engine``, prints ``ready`` once it is set
 same moment; it prints one JSON line with what it did when it ends.
 
 ``--dwell`` sleeps inside every unit of work (before the decision is written), so that a
-SIGKILL from the parent very likely lands mid-transaction.
+SIGKILL from the parent very likely lands mid-transaction. With ``--mark`` the worker
+also prints ``unit N`` (flushed) as it enters the dwell of its N-th unit of work, so that
+the parent can kill it at a chosen point of the file rather than at a chosen time.
 """
 
 from __future__ import annotations
@@ -53,8 +56,13 @@ def _time(text: str) -> datetime:
 def handle(args: argparse.Namespace) -> dict[str, Any]:
     if args.dwell:
         original = SqlStore.add_decision
+        units = 0
 
         def slow_add_decision(self: SqlStore, decision: Any) -> None:
+            nonlocal units
+            units += 1
+            if args.mark:
+                print(f"unit {units}", flush=True)
             time.sleep(args.dwell)
             original(self, decision)
 
@@ -138,6 +146,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--go", default="")
     parser.add_argument("--events")
     parser.add_argument("--dwell", type=float, default=0.0)
+    parser.add_argument("--mark", action="store_true", help="print 'unit N' entering each dwell")
     parser.add_argument("--batch", type=int, default=0, help="handle_many in batches of this many events")
     parser.add_argument("--finish-at", default="")
     parser.add_argument("--agent")
