@@ -350,3 +350,98 @@ def test_sqlite_statements_still_reach_cursor_listeners(tmp_path: Any) -> None:
     assert store.client("c1") == record("c1", "DE")
     kinds = [statement.split()[0] for statement in seen]
     assert kinds == ["BEGIN", "SAVEPOINT", "UPDATE", "INSERT", "RELEASE", "BEGIN", "SELECT"]
+
+
+# --- writes held back (PostgreSQL: _Deferred), and the same contract on every store ----------
+
+def test_an_inner_unit_that_only_wrote_and_failed_leaves_the_outer_writes(filled: Store) -> None:
+    """On PostgreSQL the inner unit's SAVEPOINT and writes are still held back when it fails:
+    they are dropped, the outer unit's held writes are not."""
+    with filled.unit_of_work():
+        filled.put_scores("c1", {"lead": 6}, {"lead": "warm"})
+        with pytest.raises(RuntimeError), filled.unit_of_work():
+            filled.put_scores("c2", {"lead": 1}, {"lead": None})
+            filled.add_decision(Decision("e1", "c1", T0, "event", "inner"))
+            raise RuntimeError("crash")
+        filled.add_decision(Decision("e1", "c1", T0, "event", "outer"))
+        assert filled.scores("c2") is None
+    assert filled.scores("c1") == ({"lead": 6}, {"lead": "warm"})
+    assert [d.rule_version for d in filled.decisions()] == ["outer"]
+
+
+def test_an_inner_unit_that_read_wrote_and_failed_is_rolled_back(filled: Store) -> None:
+    """The inner unit's SAVEPOINT was sent with its read: its writes after that are undone."""
+    with filled.unit_of_work():
+        filled.put_scores("c1", {"lead": 6}, {"lead": "warm"})
+        with pytest.raises(RuntimeError), filled.unit_of_work():
+            client = filled.client("c1")
+            assert client is not None
+            filled.put_client({**client, "country": "FR"})  # its row was read: held back
+            filled.mark_contacted("c1", T0)
+            filled.put_scores("c1", {"lead": 9}, {"lead": "hot"})
+            assert filled.scores("c1") == ({"lead": 9}, {"lead": "hot"})
+            raise RuntimeError("crash")
+        client = filled.client("c1")
+        assert client is not None and client["country"] == "DE"
+        filled.put_client({**client, "language": "de"})
+    client = filled.client("c1")
+    assert client is not None and (client["country"], client["language"]) == ("DE", "de")
+    assert filled.scores("c1") == ({"lead": 6}, {"lead": "warm"})
+    current = filled.assignment("c1")
+    assert current is not None and current.contacted_at is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(("table", "refused"), [
+    ("crm_decisions", "NEW.event_id = 'e2'"),  # sent with the next read (the outbox's highest seq)
+    ("crm_outbox", "strpos(NEW.notification, '\"e2\"') > 0"),  # the last write: sent with RELEASE / before COMMIT
+])
+def test_a_held_write_that_fails_fails_only_its_own_event(pg_engine: Any, batch: int, table: str, refused: str) -> None:
+    """A row the server refuses (a trigger raises for one event's decision, or for its
+    notification) fails within its event's unit of work, which is dead-lettered whole; the
+    events around it are kept."""
+    import uuid
+
+    import crmcore
+    from crmcore.storage.sql import SqlStore
+    from tests.test_sql_crash import check_atomic
+
+    schema = f"crm_held_{uuid.uuid4().hex[:10]}"
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        store = SqlStore(pg_engine, schema=schema)
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(
+                f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$ '
+                f"BEGIN IF {refused} THEN RAISE EXCEPTION 'a row of e2 refused'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".{table} '
+                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+            )
+        rules = crmcore.loads(
+            "desks: [{id: sales}]\nagents: [{id: a1, desk: sales}]\n"
+            "routing:\n  registration: [{name: all, assign: {desk: sales, strategy: round_robin}}]\n"
+        )
+        engine = crmcore.Engine(rules, store=store)
+        events = [
+            {"id": "e1", "type": "client_registered", "client_id": "c1", "at": T0.isoformat(), "country": "DE"},
+            {"id": "e2", "type": "client_registered", "client_id": "c2", "at": T0.isoformat(), "country": "DE"},
+            {"id": "e3", "type": "login", "client_id": "c1", "at": (T0 + timedelta(minutes=1)).isoformat()},
+        ]
+        summary = engine.handle_many(events, batch=batch)
+        assert (summary.handled, summary.dead_lettered) == (2, 1)
+        [letter] = store.dead_letters()
+        assert letter.event_id == "e2" and "a row of e2 refused" in letter.reason
+        assert [c["id"] for c in store.clients()] == ["c1"]
+        assert store.scores("c2") is None and store.assignment("c2") is None
+        assert store.open_counts() == {"a1": 1}
+        assert [d.event_id for d in store.decisions()] == ["e1", "e3"]
+        check_atomic(store)
+        store.close()
+    finally:
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
