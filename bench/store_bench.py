@@ -365,6 +365,9 @@ def bench_db(kind: str, args: argparse.Namespace, rules: crmcore.RuleSet, events
               f"no SQL store can beat this ratio without making the engine itself faster")
         print(f"  persistence: engine on the store / engine on a MemoryStore = {engine_rate / memory_rate:.3f}x "
               f"(what the store costs over the engine's own work; see docs/performance.md)")
+        bound = (1 / floor_rate) / (1 / memory_rate + 1 / floor_rate)
+        print(f"  bound: a store that wrote only the event rows would still take the engine's own work "
+              f"plus the floor's: engine / floor <= {bound:.3f}x")
     print(f"  per event: {total / done:.1f} statements ({counting.rows / done:.1f} rows), "
           f"{counting.commits / done:.2f} commits")
     kinds = by_kind(counting.statements)
