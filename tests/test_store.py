@@ -391,57 +391,96 @@ def test_an_inner_unit_that_read_wrote_and_failed_is_rolled_back(filled: Store) 
     assert current is not None and current.contacted_at is None
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize(("table", "refused"), [
-    ("crm_decisions", "NEW.event_id = 'e2'"),  # sent with the next read (the outbox's highest seq)
-    ("crm_outbox", "strpos(NEW.notification, '\"e2\"') > 0"),  # the last write: sent with RELEASE / before COMMIT
-])
-def test_a_held_write_that_fails_fails_only_its_own_event(pg_engine: Any, batch: int, table: str, refused: str) -> None:
-    """A row the server refuses (a trigger raises for one event's decision, or for its
-    notification) fails within its event's unit of work, which is dead-lettered whole; the
-    events around it are kept."""
+@pytest.fixture
+def refusing_schema(pg_engine: Any) -> Any:
+    """A fresh PostgreSQL schema for a SqlStore, and a way to make its server refuse rows
+    of one table (a trigger raising where a condition on NEW holds)."""
     import uuid
-
-    import crmcore
-    from crmcore.storage.sql import SqlStore
-    from tests.test_sql_crash import check_atomic
 
     schema = f"crm_held_{uuid.uuid4().hex[:10]}"
     with pg_engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        store = SqlStore(pg_engine, schema=schema)
+
+    def refuse(table: str, condition: str) -> None:
         with pg_engine.begin() as conn:
             conn.exec_driver_sql(
                 f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$ '
-                f"BEGIN IF {refused} THEN RAISE EXCEPTION 'a row of e2 refused'; END IF; "
+                f"BEGIN IF {condition} THEN RAISE EXCEPTION 'a row of e2 refused'; END IF; "
                 "RETURN NEW; END $$"
             )
             conn.exec_driver_sql(
                 f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".{table} '
                 f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
             )
-        rules = crmcore.loads(
-            "desks: [{id: sales}]\nagents: [{id: a1, desk: sales}]\n"
-            "routing:\n  registration: [{name: all, assign: {desk: sales, strategy: round_robin}}]\n"
-        )
-        engine = crmcore.Engine(rules, store=store)
-        events = [
-            {"id": "e1", "type": "client_registered", "client_id": "c1", "at": T0.isoformat(), "country": "DE"},
-            {"id": "e2", "type": "client_registered", "client_id": "c2", "at": T0.isoformat(), "country": "DE"},
-            {"id": "e3", "type": "login", "client_id": "c1", "at": (T0 + timedelta(minutes=1)).isoformat()},
-        ]
-        summary = engine.handle_many(events, batch=batch)
-        assert (summary.handled, summary.dead_lettered) == (2, 1)
-        [letter] = store.dead_letters()
-        assert letter.event_id == "e2" and "a row of e2 refused" in letter.reason
-        assert [c["id"] for c in store.clients()] == ["c1"]
-        assert store.scores("c2") is None and store.assignment("c2") is None
-        assert store.open_counts() == {"a1": 1}
-        assert [d.event_id for d in store.decisions()] == ["e1", "e3"]
-        check_atomic(store)
-        store.close()
-    finally:
-        with pg_engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    yield schema, refuse
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(("table", "refused"), [
+    ("crm_decisions", "NEW.event_id = 'e2'"),  # sent with the next read (the outbox's highest seq)
+    ("crm_outbox", "strpos(NEW.notification, '\"e2\"') > 0"),  # the last write: sent with RELEASE / before COMMIT
+])
+def test_a_held_write_that_fails_fails_only_its_own_event(
+    pg_engine: Any, refusing_schema: Any, batch: int, table: str, refused: str,
+) -> None:
+    """A row the server refuses (a trigger raises for one event's decision, or for its
+    notification) fails within its event's unit of work, which is dead-lettered whole; the
+    events around it are kept."""
+    import crmcore
+    from crmcore.storage.sql import SqlStore
+    from tests.test_sql_crash import check_atomic
+
+    schema, refuse = refusing_schema
+    store = SqlStore(pg_engine, schema=schema)
+    refuse(table, refused)
+    rules = crmcore.loads(
+        "desks: [{id: sales}]\nagents: [{id: a1, desk: sales}]\n"
+        "routing:\n  registration: [{name: all, assign: {desk: sales, strategy: round_robin}}]\n"
+    )
+    engine = crmcore.Engine(rules, store=store)
+    events = [
+        {"id": "e1", "type": "client_registered", "client_id": "c1", "at": T0.isoformat(), "country": "DE"},
+        {"id": "e2", "type": "client_registered", "client_id": "c2", "at": T0.isoformat(), "country": "DE"},
+        {"id": "e3", "type": "login", "client_id": "c1", "at": (T0 + timedelta(minutes=1)).isoformat()},
+    ]
+    summary = engine.handle_many(events, batch=batch)
+    assert (summary.handled, summary.dead_lettered) == (2, 1)
+    [letter] = store.dead_letters()
+    assert letter.event_id == "e2" and "a row of e2 refused" in letter.reason
+    assert [c["id"] for c in store.clients()] == ["c1"]
+    assert store.scores("c2") is None and store.assignment("c2") is None
+    assert store.open_counts() == {"a1": 1}
+    assert [d.event_id for d in store.decisions()] == ["e1", "e3"]
+    check_atomic(store)
+    store.close()
+
+
+@pytest.mark.postgres
+def test_a_held_write_of_an_outer_unit_fails_the_outer_unit_not_an_inner_one(pg_engine: Any, refusing_schema: Any) -> None:
+    """The outer unit's held writes are sent before an inner unit's SAVEPOINT: the server's
+    own error comes out as the inner unit starts (not a StoreUnavailable about a savepoint
+    that was never made), and the outer unit keeps nothing."""
+    import sqlalchemy as sa
+
+    from crmcore.storage import StoreUnavailable
+    from crmcore.storage.sql import SqlStore
+
+    schema, refuse = refusing_schema
+    store = SqlStore(pg_engine, schema=schema)
+    refuse("crm_decisions", "NEW.event_id = 'e2'")
+    inner_ran = False
+    with pytest.raises(sa.exc.DBAPIError, match="a row of e2 refused") as raised, store.unit_of_work():
+        store.put_scores("c1", {"lead": 1}, {"lead": None})
+        store.add_decision(Decision("e2", "c1", T0, "event", "v1"))
+        with store.unit_of_work():
+            inner_ran = True
+    assert not isinstance(raised.value, StoreUnavailable) and not inner_ran
+    assert store.scores("c1") is None and store.decisions() == []
+    with store.unit_of_work(), store.unit_of_work():  # the store goes on (an inner unit, held back)
+        store.put_scores("c1", {"lead": 2}, {"lead": None})
+    assert store.scores("c1") == ({"lead": 2}, {"lead": None})
+    store.close()

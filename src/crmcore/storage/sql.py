@@ -161,11 +161,13 @@ class _Prepared:
         if self.sql is None:
             result = conn.execute(self.statement, params) if params is not None else conn.execute(self.statement)
             return int(result.rowcount)
+        return int(self.execute(conn, params).rowcount)
+
+    def execute(self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> Any:
+        """Execute it on the driver's cursor (a list of parameter sets: an executemany)."""
         if isinstance(params, Sequence):
-            cursor = self._cursor(conn, None, params)
-        else:
-            cursor = self._cursor(conn, params)
-        return int(cursor.rowcount)
+            return self._cursor(conn, None, params)
+        return self._cursor(conn, params)
 
 
 class _Reads:
@@ -202,8 +204,9 @@ class _Deferred:
     fails the unit of work it belongs to, as if it had been sent at once.
 
     ``base`` counts the writes sent so far: a savepoint remembers the place of its own
-    SAVEPOINT (``mark``), and rolling it back drops what it held (and the SAVEPOINT itself
-    when it was never sent). ``present``: clients whose row this unit of work read or
+    SAVEPOINT (``mark``; held back only when nothing of the units around it is, so that
+    their failed writes fail them), and rolling it back drops what it held (and the
+    SAVEPOINT itself when it was never sent). ``present``: clients whose row this unit of work read or
     inserted (their UPDATE cannot miss); ``leased``: outbox rows this unit of work locked
     (marking them cannot miss). Both are dropped when any part of the unit fails."""
 
@@ -269,7 +272,8 @@ class SqlStore:
         # what it read is kept until it ends (_Reads)
         self._keep_reads = self._lean and sa.event.contains(self.engine, "begin", _begin_immediate)
         # ... and on PostgreSQL, writes nothing reads are held back to share a round trip (_Deferred)
-        self._hold_writes = self._lean and self._dialect == "postgresql"
+        pipeline = getattr(self.engine.dialect.loaded_dbapi, "Pipeline", None)  # psycopg, with libpq >= 14
+        self._hold_writes = self._lean and self._dialect == "postgresql" and bool(pipeline and pipeline.is_supported())
         self._dbapi_error = self.engine.dialect.loaded_dbapi.Error
         self.outbox = _SqlOutbox(self)
         _prepare(self)
@@ -390,7 +394,7 @@ class SqlStore:
                     return None
                 if rows:
                     return then.rows(conn, params)
-                cursor = then._cursor(conn, params)
+                cursor = then.execute(conn, params)
                 pipeline.sync()
                 return int(cursor.rowcount)
         except sa.exc.DBAPIError:
@@ -457,16 +461,23 @@ class SqlStore:
         name = f"crm_sp_{depth}"
         deferred: _Deferred | None = self._local.deferred
         release = self._savepoint_sql("RELEASE SAVEPOINT", name)
-        mark = 0
-        if deferred is None:
-            self._exec(self._savepoint_sql("SAVEPOINT", name))
-        else:  # sent with the unit's first statement
-            mark = deferred.hold(self._savepoint_sql("SAVEPOINT", name), None)
+        savepoint = self._savepoint_sql("SAVEPOINT", name)
+        # held back (sent with the savepoint's first statement) only when nothing of the units
+        # around it is held: their writes are sent before it, and fail them, not this one
+        sent = deferred is None or bool(deferred.writes)
+        if sent:
+            try:
+                self._exec(savepoint)
+            except BaseException:
+                self._local.depth = depth - 1
+                raise
+        mark = 0 if deferred is None else deferred.base if sent else deferred.hold(savepoint, None)
         try:
             yield
             self._exec(release)  # with the writes held back: one that fails fails this savepoint
         except BaseException:
-            if deferred is None or not deferred.drop_from(mark):  # (never sent: nothing to undo)
+            # drop what it holds; undo on the server what it sent (nothing, if not even SAVEPOINT)
+            if deferred is None or not deferred.drop_from(mark) or sent:
                 self._exec(self._savepoint_sql("ROLLBACK TO SAVEPOINT", name))
                 self._exec(release)
             raise
