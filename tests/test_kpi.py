@@ -276,14 +276,42 @@ def test_funnel_counts_stages_and_times_between_them(small_rules: RuleSet, store
                   ev("f3-d", "deposit", "f3", "2026-02-20", amount="10")):  # funded without KYC
         assert engine.handle(event).handled
     [row] = funnel(store, FEB, MAR)
-    assert (row["registered"], row["kyc_submitted"], row["kyc_approved"], row["funded"]) == (3, 2, 1, 2)
-    assert row["kyc_submitted_rate"] == 2 / 3 and row["kyc_approved_rate"] == 0.5 and row["funded_overall"] == 2 / 3
+    assert (row["registered"], row["kyc_submitted"], row["kyc_approved"], row["funded"]) == (3, 3, 2, 2)  # f3: funded
+    assert row["kyc_submitted_rate"] == 1.0 and row["kyc_approved_rate"] == 2 / 3 and row["funded_rate"] == 1.0
+    assert row["funded_overall"] == 2 / 3
     assert row["kyc_submitted_median_days"] == 2.0 and row["kyc_submitted_p90_days"] == 3.0  # 1 and 3 days
     assert row["funded_median_days"] == 1.0  # f1 only: f3 skipped KYC
     weeks = funnel(store, FEB, MAR, by="desk", cohort="week")
     assert [(r["cohort"], r["desk"], r["registered"]) for r in weeks] == [
         ("2026-02-02", "sales", 1), ("2026-02-09", "general", 2),
     ]
+
+
+def test_a_client_counts_at_every_stage_up_to_the_furthest_it_reached(small_rules: RuleSet, store: Store) -> None:
+    from crmcore.kpi.funnel import funnel
+
+    engine = Engine(small_rules, store=store)
+    for event in (reg("g1", "2026-02-02", country="FR"),
+                  ev("g1-d", "deposit", "g1", "2026-02-03", amount="10"),  # before any KYC
+                  ev("g1-k", "kyc_submitted", "g1", "2026-02-05"),
+                  ev("g1-a", "kyc_approved", "g1", "2026-02-07"),
+                  reg("g2", "2026-02-02", country="FR"),
+                  ev("g2-k", "kyc_submitted", "g2", "2026-02-04"),
+                  ev("g2-d", "deposit", "g2", "2026-02-06", amount="10"),  # before approval, never approved
+                  reg("g3", "2026-02-03", country="FR"),
+                  ev("g3-k", "kyc_submitted", "g3", "2026-02-04"),
+                  ev("g3-r", "kyc_rejected", "g3", "2026-02-05"),  # keeps kyc_submitted_at
+                  reg("g4", "2026-02-04", country="FR")):
+        assert engine.handle(event).handled
+    stages = ("registered", "kyc_submitted", "kyc_approved", "funded")
+    [row] = funnel(store, FEB, MAR)
+    assert tuple(row[s] for s in stages) == (4, 3, 2, 2)  # approved: g1, and g2 by its deposit
+    assert (row["kyc_submitted_rate"], row["kyc_approved_rate"], row["funded_rate"]) == (3 / 4, 2 / 3, 1.0)
+    assert row["kyc_submitted_median_days"] == 2.0  # g3 1 day, g2 2, g1 3
+    assert row["kyc_approved_median_days"] == 2.0  # g1 only: g2 has no approval
+    assert row["funded_median_days"] == -4.0  # g1 deposited 4 days before its approval
+    [earlier] = funnel(store, FEB, MAR, as_of=datetime(2026, 2, 5, 12, tzinfo=UTC))
+    assert tuple(earlier[s] for s in stages) == (4, 3, 1, 1)  # g1 funded; g2's deposit is later
 
 
 def test_leaderboard_breaks_ties_by_id_and_lists_idle_agents(story: Store) -> None:

@@ -3,10 +3,11 @@
 The cohort is the clients registered in the period, split by the week (starting Monday) or
 month of their registration and by any grouping (registration routing's agent, team or
 desk; the client's source, country, IB or campaign). A client counts at a stage when it
-reached it by as-of (its timestamp is set and not later); a deposit before KYC counts as
-funded without the KYC stages. Each stage has its conversion from the previous stage and
-from registration, and the time from the previous stage (median and nearest-rank p90, in
-days, over the clients with both times).
+reached that stage or a later one by as-of (the timestamp is set and not later): a deposit
+before KYC counts at both KYC stages too, so counts never rise down the funnel. Each stage
+has its conversion from the previous stage and from registration, and the time from the
+previous stage (median and nearest-rank p90, in days, over the clients with both times, this
+stage's by as-of).
 
 On a SqlStore it is one query (window functions for the medians and p90s); on other
 stores, plain Python over the Store protocol (the reference the tests hold the SQL to).
@@ -80,11 +81,11 @@ def _buckets_reference(store: Store, period: Period, as_of: datetime, by: str | 
         medians: list[Decimal | None] = []
         p90s: list[int | None] = []
         for index in range(len(STAGES)):
-            reached = [m for m in members if m[index + 1] is not None and m[index + 1] <= as_of]  # type: ignore[operator]
-            counts.append(len(reached))
+            counts.append(sum(1 for m in members if any(_set_by(at, as_of) for at in m[index + 1:])))
             if index == 0:
                 continue
-            took = sorted((m[index + 1] - m[index]) // _MICRO for m in reached if m[index] is not None)  # type: ignore[operator]
+            took = sorted((m[index + 1] - m[index]) // _MICRO for m in members  # type: ignore[operator]
+                          if _set_by(m[index + 1], as_of) and m[index] is not None)
             n = len(took)
             if n == 0:
                 medians.append(None)
@@ -94,6 +95,10 @@ def _buckets_reference(store: Store, period: Period, as_of: datetime, by: str | 
             p90s.append(took[-(-9 * n // 10) - 1])
         found.append((bucket, key, counts, medians, p90s))
     return found
+
+
+def _set_by(at: datetime | None, as_of: datetime) -> bool:
+    return at is not None and at <= as_of
 
 
 def funnel(

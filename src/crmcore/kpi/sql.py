@@ -257,16 +257,17 @@ class _Query:
         return query.where(a.c.sla_due_at.is_not(None), a.c.assigned_at >= p.start, a.c.assigned_at < p.end)
 
     def funnel(self, cohort: str | None) -> Any:
-        """Per cohort and group: how many clients registered in P reached each stage by as-of,
-        and per transition the sum and count of the middle durations (median) and the
-        nearest-rank p90, by window functions over the durations (nulls ranked last)."""
+        """Per cohort and group: how many clients registered in P reached each stage or a later
+        one by as-of, and per transition the sum and count of the middle durations (median)
+        and the nearest-rank p90, by window functions over the durations (nulls ranked last)."""
         c, p, at = self.t.clients, self.period, self.as_of
         joined, key = self._grouped(c, c, lambda: self._credited_registration(c))
         bucket = self._cohort(c.c.registered_at, cohort)
         times = [c.c.registered_at, c.c.kyc_submitted_at, c.c.kyc_approved_at, c.c.ftd_at]
-        reached = [sa.and_(t.is_not(None), t <= at) for t in times]
+        own = [sa.and_(t.is_not(None), t <= at) for t in times]
+        reached = [sa.or_(*own[i:]) for i in range(len(own))]  # a later stage implies this one: never widens
         took = [
-            sa.case((sa.and_(reached[j], times[j - 1].is_not(None)), epoch_micros(times[j]) - epoch_micros(times[j - 1])))
+            sa.case((sa.and_(own[j], times[j - 1].is_not(None)), epoch_micros(times[j]) - epoch_micros(times[j - 1])))
             for j in (1, 2, 3)
         ]
         parts = [e for e in (bucket, key) if e is not None]
