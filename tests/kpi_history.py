@@ -83,9 +83,9 @@ def _iso(t: datetime) -> str:
 
 
 def generate(seed: int, clients: int = 60, days: int = 90) -> list[Step]:
-    """A seeded history: clients registering over ``days``, KYC, contacts (mostly by the
-    holder, sometimes late, sometimes by someone else), deposits (some failed), withdrawals
-    (completed, requested, failed), trades (revenue sometimes missing), an agent made inactive
+    """A seeded history: clients registering over ``days``, KYC (sometimes after the FTD,
+    sometimes rejected), contacts (mostly by the holder, sometimes late, sometimes by someone
+    else), deposits (some failed), withdrawals (completed, requested, failed), trades (revenue sometimes missing), an agent made inactive
     and back, SLA scans, campaign costs. Contacts need to know the holder, so the stream is
     produced against a MemoryStore engine as it goes."""
     rng = random.Random(seed)
@@ -128,7 +128,8 @@ def generate(seed: int, clients: int = 60, days: int = 90) -> list[Step]:
         if rng.random() < 0.7:  # a contact: in time or late, by the holder (marked later) or not
             event("contact", t + timedelta(minutes=rng.choice([30, 90, 150, 600, 2000])),
                   agent_id="HOLDER" if rng.random() < 0.8 else "a2", channel="call", outcome="reached")
-        if rng.random() < 0.6:
+        submitted = rng.random() < 0.6
+        if submitted:
             t += timedelta(hours=rng.randrange(1, 72))
             event("kyc_submitted", t)
             if rng.random() < 0.8:
@@ -136,8 +137,10 @@ def generate(seed: int, clients: int = 60, days: int = 90) -> list[Step]:
                 event("kyc_approved", t)
         if rng.random() < 0.15:
             event("deposit", t + timedelta(hours=1), amount=str(rng.choice([100, 250])), status="failed")
+        funded = None
         if rng.random() < 0.55:
             t += timedelta(hours=rng.randrange(1, 24 * 20))
+            funded = t
             event("deposit", t, amount=f"{rng.randrange(100, 5000)}.{rng.randrange(100):02d}")
             for _ in range(rng.randrange(0, 12)):
                 idle = rng.random() < 0.15  # a dormant spell: churn, and maybe reactivation later
@@ -153,6 +156,13 @@ def generate(seed: int, clients: int = 60, days: int = 90) -> list[Step]:
                     event("withdrawal", t, amount=f"{rng.randrange(20, 900)}.25", status=status)
             if rng.random() < 0.2:
                 event("contact", t + timedelta(hours=3), agent_id="HOLDER", channel="email", outcome="callback")
+        late = random.Random(f"{seed}-{cid}")  # a stream of its own: the rest of the history is unchanged
+        if funded is not None and not submitted and late.random() < 0.5:  # KYC after the FTD
+            kyc = funded + timedelta(hours=late.randrange(1, 240))
+            event("kyc_submitted", kyc)
+            outcome = late.random()
+            if outcome < 0.8:
+                event("kyc_approved" if outcome < 0.5 else "kyc_rejected", kyc + timedelta(hours=late.randrange(1, 48)))
     # campaign costs over whole and partial months
     for source in ("google", "facebook"):
         for month in range(1, 4):

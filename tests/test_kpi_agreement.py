@@ -3,6 +3,7 @@ Decimal sums exactly, rates and days to 1e-9."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from crmcore import SqlStore, kpi
 from crmcore.kpi.capacity import capacity
-from crmcore.kpi.funnel import funnel
+from crmcore.kpi.funnel import STAGES, funnel
 from crmcore.kpi.leaderboard import leaderboard
 from crmcore.storage import MemoryStore, Store
 from tests.conftest import PG_URL_ENV, make_store, no_postgres
@@ -30,6 +31,9 @@ PERIODS = [
     (datetime(2026, 2, 10, 12, tzinfo=UTC), datetime(2026, 2, 17, 12, tzinfo=UTC)),
     (datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 4, 15, tzinfo=UTC)),
 ]
+
+COHORTS = [None, "week", "month"]
+AS_OFS = [None, datetime(2026, 2, 15, tzinfo=UTC), datetime(2026, 3, 3, 12, tzinfo=UTC)]
 
 
 def assert_rows_agree(actual: list[dict[str, Any]], expected: list[dict[str, Any]], context: str) -> None:
@@ -100,6 +104,18 @@ def test_the_realistic_history_exercises_every_kpi(seeded: dict[str, Store]) -> 
     assert {a.end_reason for a in handovers} >= {"handover", "agent_inactive", "sla_breach"}
 
 
+def test_the_funnel_never_widens_even_where_a_deposit_came_before_kyc(seeded: dict[str, Store]) -> None:
+    memory = seeded["memory"]
+    clients = memory.clients()
+    assert any(c["ftd_at"] and c["kyc_submitted_at"] and c["ftd_at"] < c["kyc_submitted_at"] for c in clients)
+    assert any(c["ftd_at"] and not c["kyc_submitted_at"] for c in clients)
+    start, end = PERIODS[3]
+    for by, cohort, as_of in itertools.product(GROUPINGS, COHORTS, AS_OFS):
+        for row in funnel(memory, start, end, by, cohort, as_of):
+            counts = [row[stage] for stage in STAGES]
+            assert counts == sorted(counts, reverse=True), (by, cohort, as_of, row)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
@@ -109,7 +125,7 @@ def test_the_realistic_history_exercises_every_kpi(seeded: dict[str, Store]) -> 
     days=st.integers(1, 45),
     hours=st.integers(0, 23),
     by=st.sampled_from(GROUPINGS),
-    cohort=st.sampled_from([None, "week", "month"]),
+    cohort=st.sampled_from(COHORTS),
 )
 @example(seed=100, clients=12, offset=53, days=42, hours=13, by="ib", cohort="month")  # campaign costs
 # prorated into rounded shares must be summed in one order by both (found by hypothesis on PostgreSQL)
@@ -133,9 +149,9 @@ def test_funnel_leaderboard_and_capacity_agree_with_the_reference(seeded: dict[s
         no_postgres("the PostgreSQL KPI agreement tests")
     store, memory = seeded[kind], seeded["memory"]
     start, end = PERIODS[3]
-    for by in GROUPINGS:
-        for cohort in (None, "week", "month"):
-            assert_rows_agree(funnel(store, start, end, by, cohort), funnel(memory, start, end, by, cohort), f"funnel {by} {cohort}")
+    for by, cohort, as_of in itertools.product(GROUPINGS, COHORTS, AS_OFS):
+        assert_rows_agree(funnel(store, start, end, by, cohort, as_of), funnel(memory, start, end, by, cohort, as_of),
+                          f"funnel {by} {cohort} {as_of}")
     targets = rules().targets
     for level in ("agent", "team", "desk"):
         for metric in kpi.METRICS:
@@ -143,5 +159,5 @@ def test_funnel_leaderboard_and_capacity_agree_with_the_reference(seeded: dict[s
                 leaderboard(store, start, end, metric, level, targets=targets),
                 leaderboard(memory, start, end, metric, level, targets=targets), f"leaderboard {metric} {level}",
             )
-    for as_of in (None, datetime(2026, 2, 15, tzinfo=UTC), datetime(2026, 3, 3, 12, tzinfo=UTC)):
+    for as_of in AS_OFS:
         assert_rows_agree(capacity(store, as_of), capacity(memory, as_of), f"capacity {as_of}")
