@@ -165,8 +165,8 @@ def test_each_case_starts_from_a_clean_state(tmp_path: Path) -> None:
 
 
 def test_route_is_the_rules_routing_not_an_sla_reassignment_at_the_scan(tmp_path: Path) -> None:
-    # registered two hours before now: the senior desk's 2h first-contact SLA is due at the scan
-    hot = ("client: {country: DE, language: de, registered_at: 2026-03-01T10:00:00Z, "
+    # registered 2h01m before now: the senior desk's 2h first-contact SLA is past due at the scan
+    hot = ("client: {country: DE, language: de, registered_at: 2026-03-01T09:59:00Z, "
            "kyc_submitted_at: 2026-03-01T11:00:00Z, email_clicks: 2}")
     expected = """\
         band: {lead: hot}
