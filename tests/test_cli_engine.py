@@ -409,6 +409,7 @@ def test_scan_then_queue_on_the_example_broker(tmp_path: Path) -> None:
     code, out, _ = run("queue", "dormant", "--db", db, "--format", "json", "--now", "2026-04-21T00:00:00Z")
     items = json.loads(out)
     assert [i["client_id"] for i in items] == ["c-1002", "c-1001"] and items[0]["age_hours"] == 24.0
+    assert (items[0]["client"]["id"], items[0]["client"]["stage"]) == ("c-1002", "funded")  # SPEC 7: a client summary
 
 
 def test_queue_as_a_viewer_is_permission_checked(tmp_path: Path) -> None:

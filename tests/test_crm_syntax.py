@@ -500,3 +500,10 @@ def test_a_desk_not_declared_where_desks_are_is_still_an_error(tmp_path: Path) -
     with pytest.raises(RuleError) as info:
         crmcore.load_rules(path)
     assert [(d.code, d.line) for d in info.value.diagnostics] == [(Code.REFERENCE, 13)]
+
+
+def test_an_unclosed_block_before_the_next_declaration_is_one_error(tmp_path: Path) -> None:
+    text = "score s {\n  rule r when true => 1\n  band b\n\ntrigger t when true {\n  notify agent\n}\n"
+    errors = crm_errors(tmp_path, text)
+    assert [(e.line, e.column) for e in errors] == [(5, 1)]  # not a second one at 'rigger'
+    assert "is the block of the score at line 1 closed with '}'?" in errors[0].message

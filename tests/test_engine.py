@@ -388,14 +388,15 @@ def test_sla_reassign_routes_again_without_the_agent_who_breached(rules: RuleSet
     engine = engine_for(rules, store)
     engine.handle(reg("c1", language="en"))
     assert holder(engine, "c1") == "a1"
-    (decision,) = engine.scan(at(hours=2))  # due at exactly 2h: a breach
+    assert engine.scan(at(hours=2)) == []  # due at exactly 2h: a contact then is still in time (SPEC 11)
+    (decision,) = engine.scan(at(hours=2) + timedelta(seconds=1))
     assert decision.sla_breach == "reassign" and decision.routing is not None
     assert decision.routing.agent == "a2"
     assert holder(engine, "c1") == "a2"
     history = store.assignments("c1")
     assert [(a.agent_id, a.end_reason) for a in history] == [("a1", "sla_breach"), ("a2", None)]
     assert ("sla_breach", "m1", "c1") in sent(engine) and ("assigned", "a2", "c1") in sent(engine)
-    assert history[1].sla_due_at == at(hours=4)  # a new assignment, a new clock
+    assert history[1].sla_due_at == at(hours=4) + timedelta(seconds=1)  # a new assignment, a new clock
 
 
 def test_sla_reassign_with_only_the_breacher_left_falls_through(rules: RuleSet, store: Store) -> None:

@@ -165,8 +165,8 @@ def test_each_case_starts_from_a_clean_state(tmp_path: Path) -> None:
 
 
 def test_route_is_the_rules_routing_not_an_sla_reassignment_at_the_scan(tmp_path: Path) -> None:
-    # registered two hours before now: the senior desk's 2h first-contact SLA is due at the scan
-    hot = ("client: {country: DE, language: de, registered_at: 2026-03-01T10:00:00Z, "
+    # registered 2h01m before now: the senior desk's 2h first-contact SLA is past due at the scan
+    hot = ("client: {country: DE, language: de, registered_at: 2026-03-01T09:59:00Z, "
            "kyc_submitted_at: 2026-03-01T11:00:00Z, email_clicks: 2}")
     expected = """\
         band: {lead: hot}
@@ -485,3 +485,12 @@ def test_load_test_file_raises_with_file_and_line(tmp_path: Path) -> None:
         load_test_file(path)
     assert (caught.value.path, caught.value.line) == (str(path), 5)
     assert str(caught.value).startswith(f"{path}:5: expect.score: unknown score 'leads'")
+
+
+def test_history_before_the_registration_is_an_error_of_the_case(tmp_path: Path) -> None:
+    path = write_test(tmp_path, case("triggers: []", extra="events: [{type: deposit, amount: 500, ago: 40d}]"))
+    code, out, _ = run(path)
+    assert code == 1
+    assert out.splitlines()[0].startswith(f"ERROR {path}:")
+    assert "events[0] (deposit) at 2026-01-20T12:00:00Z is before client.registered_at 2026-03-01T10:00:00Z" in out
+    assert out.splitlines()[-1] == "0 passed, 1 failed"

@@ -85,3 +85,18 @@ def test_yaml_named_like_a_test_that_is_not_a_rule_test_is_left_alone(pytester: 
     pytester.makefile(".yaml", deploy_test="steps:\n  - run: make deploy\n")
     pytester.makepyfile(test_a="def test_ok():\n    assert True\n")
     run_pytest(pytester).assert_outcomes(passed=1)
+
+
+def test_a_file_with_a_mistyped_key_is_an_error_not_passed_over(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", typo_test=TWO_CASES.replace("cases:", "case:"))
+    result = run_pytest(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*typo_test.yaml*case*"])
+
+
+def test_a_flow_style_rule_test_is_collected(pytester: pytest.Pytester) -> None:
+    flow = (f"{{rules: '{SPEC_RULES}', now: '2026-03-01T12:00:00Z', cases: [{{name: one, "
+            "client: {country: DE, language: de, registered_at: '2026-03-01T10:00:00Z'}, "
+            "expect: {band: {lead: hot}}}]}\n")
+    pytester.makefile(".yaml", flow_test=flow)
+    run_pytest(pytester).assert_outcomes(failed=1)

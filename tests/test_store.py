@@ -134,8 +134,8 @@ def test_sla_due_lists_open_uncontacted_unbreached_assignments_oldest_first(stor
             store.start_assignment(assignment(client, "a1", sla_due_at=sla))
         store.mark_contacted("c4", T0)
         store.mark_breached("c5", due)
-    assert [a.client_id for a in store.sla_due(due)] == ["c2", "c1"]
-    assert [a.client_id for a in store.sla_due(due - timedelta(seconds=1))] == ["c2"]
+    assert [a.client_id for a in store.sla_due(due + timedelta(seconds=1))] == ["c2", "c1"]
+    assert [a.client_id for a in store.sla_due(due)] == ["c2"]  # at the deadline a contact is still in time
 
 
 def test_take_from_pool_gives_the_entry_once(store: Store) -> None:

@@ -188,3 +188,98 @@ def test_engine_queue_and_tasks_and_times_as_iso_text_or_epoch_seconds(spec_rule
         engine.scan(datetime(2026, 4, 15))
     with pytest.raises(ValueError, match="not an ISO 8601 time"):
         engine.scan("tomorrow")
+
+
+SHARED_QUEUE = """
+desks: [{id: sales}, {id: retention}]
+agents:
+  - {id: a1, desk: sales, manager: m1}
+  - {id: m1, desk: sales, role: manager}
+  - {id: r1, desk: retention, manager: m2}
+  - {id: m2, desk: retention, role: manager}
+routing:
+  registration: [{name: all, when: true, assign: {desk: sales}}]
+  ftd: [{name: keep, when: true, assign: {desk: retention}}]
+triggers:
+  - {name: no_login, when: 'client.stage == "funded" and days_since(coalesce(client.last_login_at, client.ftd_at)) >= 10',
+     queue: at_risk, priority: 10, cooldown: 30d}
+  - {name: no_trade, when: 'client.stage == "funded" and days_since(coalesce(client.last_trade_at, client.ftd_at)) >= 10',
+     queue: at_risk, priority: 5}
+  - {name: failed_withdrawal, on: withdrawal_failed, when: true, queue: at_risk, priority: 1000}
+"""
+
+
+def shared_queue_client(store: Store) -> Engine:
+    engine = Engine(crmcore.loads(SHARED_QUEUE), store=store, notifier=InMemoryNotifier())
+    engine.handle_many([
+        ev("client_registered", "reg", at(), country="DE"),
+        ev("deposit", "ftd", at(hours=1), amount="500"),
+    ])
+    return engine
+
+
+def test_two_triggers_of_one_queue_keep_the_more_urgent_reason(store: Store) -> None:
+    engine = shared_queue_client(store)
+    (fired,) = engine.scan(at(days=11))
+    assert fired.fired == ("no_login", "no_trade")  # both hold: one item, the higher priority
+    (item,) = store.queue_items("at_risk")
+    assert (item.trigger, item.priority) == ("no_login", 10)
+
+
+def test_a_queue_item_stays_open_while_another_trigger_of_its_queue_holds(store: Store) -> None:
+    engine = shared_queue_client(store)
+    engine.scan(at(days=11))
+    engine.handle(ev("trade", "t1", at(days=12), volume=1, pnl=1))  # no_trade stops; no_login still holds
+    (item,) = store.queue_items("at_risk")
+    assert item.trigger == "no_login" and item.resolved_at is None
+    engine.handle(ev("login", "l1", at(days=13)))  # now neither holds
+    assert store.queue_items("at_risk") == []
+
+
+def test_an_on_trigger_reason_is_not_taken_over_by_a_lesser_condition(store: Store) -> None:
+    engine = shared_queue_client(store)
+    engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+    engine.scan(at(days=11))  # no_login and no_trade fire into the same queue, with lower priorities
+    (item,) = store.queue_items("at_risk")
+    assert (item.trigger, item.priority) == ("failed_withdrawal", 1000)
+    engine.handle_many([ev("trade", "t1", at(days=12), volume=1, pnl=1), ev("login", "l1", at(days=12))])
+    assert [i.trigger for i in store.queue_items("at_risk")] == ["failed_withdrawal"]  # still to handle
+
+
+def test_open_items_follow_the_client_through_the_hand_over(store: Store) -> None:
+    engine = Engine(crmcore.loads(SHARED_QUEUE), store=store, notifier=InMemoryNotifier())
+    engine.handle(ev("client_registered", "reg", at(), country="DE"))
+    engine.handle(ev("withdrawal", "w1", at(hours=1), amount="100", status="failed"))
+    assert [(i.desk, i.agent_id) for i in store.queue_items("at_risk")] == [("sales", "a1")]
+    engine.handle(ev("deposit", "ftd", at(hours=2), amount="500"))  # handed over to retention
+    assert [(i.desk, i.agent_id) for i in store.queue_items("at_risk")] == [("retention", "r1")]
+    assert [e.client_id for e in engine.queue("at_risk", "retention", "m2")] == ["c1"]
+
+
+def test_a_pooled_clients_agent_and_manager_recipients_are_its_desks_managers(store: Store) -> None:
+    rules = crmcore.loads("""
+desks: [{id: d}]
+agents:
+  - {id: a1, desk: d, manager: m1}
+  - {id: m1, desk: d, role: manager}
+routing:
+  registration: [{name: all, when: true, assign: {desk: d, strategy: pool}}]
+triggers:
+  - {name: big, on: deposit, when: true, notify: [agent, manager]}
+""")
+    engine = Engine(rules, store=store, notifier=InMemoryNotifier())
+    engine.handle(ev("client_registered", "reg", at(), country="DE"))
+    engine.handle(ev("deposit", "d1", at(1), amount="10", status="failed"))
+    assert sent(engine) == [("big", "m1")]  # nobody holds the client: its desk's managers are told
+
+
+def test_the_host_resolves_an_on_trigger_item_once_dealt_with(store: Store) -> None:
+    engine = shared_queue_client(store)
+    engine.handle(ev("withdrawal", "w1", at(days=1), amount="100", status="failed"))
+    with pytest.raises(crmcore.PermissionDenied):
+        engine.resolve("c1", "at_risk", by="a1")  # handed over: sales no longer sees c1
+    assert engine.resolve("c1", "at_risk", at(days=2), by="r1") is True
+    assert store.queue_items("at_risk") == []
+    (item,) = store.queue_items("at_risk", open_only=False)
+    assert item.resolved_at == at(days=2)
+    assert engine.resolve("c1", "at_risk") is False  # nothing open any more

@@ -266,6 +266,10 @@ def _starting_record(
         registered_at = record["registered_at"] = min([*known, *(event["at"] for event in context["events"]), now])
     if registered_at > now:
         raise case.error(f"client.registered_at {jsonable(registered_at)} is after now ({jsonable(now)})")
+    for index, event in enumerate(context["events"]):
+        if event["at"] < registered_at:  # the history is played after the registration, in time order
+            raise case.error(f"events[{index}] ({event['type']}) at {jsonable(event['at'])} is before "
+                             f"client.registered_at {jsonable(registered_at)}")
     if record["ftd_at"] is None:
         return record, registered_at, None
     if not registered_at <= record["ftd_at"] <= now:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from crmcore.case import Case
     from crmcore.engine import Result
-    from crmcore.storage.records import QueueItem
     from crmcore.storage.sql import SqlStore
 
 _DEAD_LETTERS_SHOWN = 20  # `run` lists at most this many dead letters
@@ -487,24 +486,21 @@ def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     store = _open_store(args.db)
     now = _moment(args.now)
-    items: Sequence[QueueItem]
-    if args.viewer is not None:
-        try:
-            items = View(store, args.viewer).queue(args.name, desk=args.desk)
-        except PermissionDenied as error:
-            raise _Failure(str(error)) from None
-    else:
-        items = [i for i in store.queue_items(args.name) if args.desk is None or i.desk == args.desk]
+    try:
+        entries = View(store, args.viewer).queue(args.name, desk=args.desk, now=now)
+    except PermissionDenied as error:
+        raise _Failure(str(error)) from None
     if args.format == "json":
-        rows = [{**item.as_dict(), "age_hours": round((now - item.opened_at).total_seconds() / 3600, 2)} for item in items]
-        json.dump(jsonable(rows), out, indent=2)
+        json.dump(jsonable([entry.as_dict() for entry in entries]), out, indent=2)
         out.write("\n")
         return 0
-    out.write(f"{args.name}: {len(items)} open item(s)\n")
-    for item in items:
-        age = (now - item.opened_at).total_seconds() / 86400
-        out.write(f"  {item.priority:>10g}  {item.client_id}  {item.trigger}  desk {item.desk or '-'}  "
-                  f"agent {item.agent_id or '-'}  {age:.1f}d  {'; '.join(item.actions)}\n")
+    out.write(f"{args.name}: {len(entries)} open item(s)\n")
+    for entry in entries:
+        age = entry.age.total_seconds() / 86400 if entry.age is not None else 0.0
+        client = entry.client
+        out.write(f"  {entry.priority:>10g}  {entry.client_id} ({client.get('country') or '-'}, {client.get('stage')}, "
+                  f"balance {client.get('balance')})  {entry.trigger}  desk {entry.desk or '-'}  "
+                  f"agent {entry.agent_id or '-'}  {age:.1f}d  {'; '.join(entry.actions)}\n")
     return 0
 
 

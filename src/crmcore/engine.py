@@ -46,7 +46,7 @@ from crmcore.rules import model
 from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.interpreter import Scope
 from crmcore.rules.loader import load_rules
-from crmcore.rules.ruleset import Evaluation, RuleSet
+from crmcore.rules.ruleset import Evaluation, RuleSet, Trigger
 from crmcore.rules.values import to_moment, to_stamp
 from crmcore.rules.windows import from_events
 from crmcore.state import apply, new_client
@@ -614,18 +614,24 @@ class Engine:
         condition triggers that hold and the `on:` triggers of this event whose `when` holds
         fire unless a cooldown blocks them (``[t, t + cooldown)`` after the last firing);
         a firing puts or updates the client's item in its queue and notifies its recipients.
-        Items of condition triggers that no longer hold are resolved."""
+        Items whose reason no longer stands are resolved (see :meth:`_stale`); open items
+        follow the client's desk and agent."""
         if not rules.triggers:
             return _Fired([], [])
         store = self.store
         client_id = client["id"]
         holding = set(evaluation.triggers)
         by_name = {t.name: t for t in rules.triggers}
+        queues_holding = {t.queue for t in rules.condition_triggers if t.name in holding}
+        desk, agent_id = client.get("desk_id"), client.get("agent_id")
         open_items = {item.queue: item for item in store.client_queue_items(client_id)}
-        for item in open_items.values():
-            trigger = by_name.get(item.trigger)
-            if trigger is not None and trigger.on is None and item.trigger not in holding:
+        for queue, item in list(open_items.items()):
+            if self._stale(item, by_name, holding) and queue not in queues_holding:
                 store.put_queue_item(replace(item, resolved_at=at, updated_at=at))
+                del open_items[queue]
+            elif (item.desk, item.agent_id) != (desk, agent_id):  # items follow the client (hand-over)
+                open_items[queue] = replace(item, desk=desk, agent_id=agent_id, updated_at=at)
+                store.put_queue_item(open_items[queue])
         candidates = [t for t in rules.condition_triggers if t.name in holding]
         names = _event_names(event)
         on_event = [t for t in rules.triggers if t.on is not None and t.on in names]
@@ -651,11 +657,14 @@ class Engine:
                 priority = float(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else 0.0
             if trigger.queue is not None:
                 current = open_items.get(trigger.queue)
-                item = QueueItem(
-                    client_id, trigger.queue, trigger.name, priority, trigger.actions,
-                    current.opened_at if current is not None else at,
-                    client.get("desk_id"), client.get("agent_id"), updated_at=at,
-                )
+                if (current is not None and current.trigger != trigger.name and current.priority > priority
+                        and not self._stale(current, by_name, holding)):
+                    item = replace(current, updated_at=at)  # a more urgent open reason stays the item's
+                else:
+                    item = QueueItem(
+                        client_id, trigger.queue, trigger.name, priority, trigger.actions,
+                        current.opened_at if current is not None else at, desk, agent_id, updated_at=at,
+                    )
                 store.put_queue_item(item)
                 open_items[trigger.queue] = item
             payload = {
@@ -669,6 +678,13 @@ class Engine:
                     subject=f"{client_id}\0{trigger.name}",
                 ))
         return fired
+
+    @staticmethod
+    def _stale(item: QueueItem, by_name: Mapping[str, Trigger], holding: set[str]) -> bool:
+        """An item's reason no longer stands: its condition trigger stopped holding (an `on:`
+        trigger's reason stands until the item is resolved)."""
+        trigger = by_name.get(item.trigger)
+        return trigger is not None and trigger.on is None and item.trigger not in holding
 
     # --- notifications ------------------------------------------------------------------------
 
@@ -833,6 +849,24 @@ class Engine:
         return replace(decision, sla_breach="reassign", notifications=(*alerts, *decision.notifications))
 
     # --- people -------------------------------------------------------------------------------
+
+    def resolve(
+        self, client_id: str, queue: str, at: datetime | str | float | None = None, *, by: str | None = None,
+    ) -> bool:
+        """Close the client's open item in ``queue`` (the reason was dealt with: an `on:`
+        trigger's item stays open until then): ``True`` when there was one. With ``by`` (a
+        viewer id) the viewer must see the client, else :class:`PermissionDenied`. ``at``
+        defaults to the latest event's time (no wall clock)."""
+        store = self.store
+        with store.unit_of_work():
+            if by is not None and not self.view(by).sees(client_id):
+                raise PermissionDenied(f"{by} may not see client {client_id!r}")
+            item = next((i for i in store.client_queue_items(client_id) if i.queue == queue), None)
+            if item is None:
+                return False
+            when = to_moment(at, "at") if at is not None else store.latest_event_at() or item.opened_at
+            store.put_queue_item(replace(item, resolved_at=when, updated_at=when))
+            return True
 
     def claim(self, agent_id: str, client_id: str, at: datetime | str | float | None = None) -> bool:
         """Take a pooled client: ``True`` for the one claim that wins, ``False`` when the
@@ -1056,11 +1090,14 @@ def _trigger_recipients(
     notify: Iterable[str], client: Mapping[str, Any], agents: Mapping[str, model.Agent]
 ) -> list[str]:
     """``agent`` the client's agent, ``manager`` that agent's manager, ``desk`` the managers
-    of the client's desk, ``client`` a message for the host to deliver; missing ones skipped."""
+    of the client's desk, ``client`` a message for the host to deliver. A client with no agent
+    (pooled) has ``agent`` and ``manager`` go to the desk's managers; missing ones are skipped."""
     agent = agents.get(client.get("agent_id") or "")
     recipients: list[str] = []
     for who in notify:
-        if who == "agent" and agent is not None:
+        if who in ("agent", "manager") and agent is None and client.get("desk_id") is not None:
+            recipients += _desk_managers(agents, client["desk_id"])  # a pooled client: its desk's managers
+        elif who == "agent" and agent is not None:
             recipients.append(agent.id)
         elif who == "manager" and agent is not None and agent.manager is not None:
             recipients.append(agent.manager)

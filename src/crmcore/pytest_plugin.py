@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from crmcore.rules import RuleSet
 from crmcore.ruletest import (
@@ -31,21 +32,29 @@ __all__ = ["RuleTestFailed", "RuleTestFile", "RuleTestItem", "pytest_collect_fil
 _RULE_SETS = pytest.StashKey[dict[tuple[str, ...], RuleSet]]()  # one load per rule set per session
 
 
-_RULE_TEST = re.compile(r"^rules\s*:.*^cases\s*:|^cases\s*:.*^rules\s*:", re.M | re.S)
+_MENTIONS = re.compile(r"\b(rules|cases)\s*:")  # a cheap look before parsing the YAML
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RuleTestFile | None:
-    """Collect ``*_test.yaml`` (and ``*_test.yml``) files that are rule tests: top-level
-    ``rules:`` and ``cases:`` keys. Other YAML of that name (a CI pipeline's
-    ``deploy_test.yaml``, say) is none of crmcore's business: every pytest run in an
-    environment with crmcore installed loads this plugin."""
+    """Collect ``*_test.yaml`` (and ``*_test.yml``) files that are rule tests: a top-level
+    ``rules`` or ``cases`` key, in any YAML style — a file with only one of them (a typo in
+    the other) is collected so that its error shows, never passed over. Other YAML of that
+    name (a CI pipeline's ``deploy_test.yaml``, say) is none of crmcore's business: every
+    pytest run in an environment with crmcore installed loads this plugin. A file that is
+    not valid YAML is collected when it mentions ``rules:`` or ``cases:``."""
     if not is_test_file(file_path):
         return None
     try:
         text = file_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    if _RULE_TEST.search(text) is None:
+    if _MENTIONS.search(text) is None:
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return RuleTestFile.from_parent(parent, path=file_path)  # its error, with the line, is the report
+    if not isinstance(data, dict) or not {"rules", "cases"} & set(data):
         return None
     return RuleTestFile.from_parent(parent, path=file_path)
 

@@ -180,7 +180,7 @@ class View:
             if self._sees_item(item):
                 by_client.setdefault(item.client_id, []).append(item)
         tasks = [Task(client_id, items[0].priority, tuple(items)) for client_id, items in by_client.items()]
-        tasks.sort(key=lambda task: (-task.priority, task.items[0].opened_at, task.client_id))
+        tasks.sort(key=lambda task: (-task.priority, min(i.opened_at for i in task.items), task.client_id))
         return tasks
 
     def status(self, client_id: str, now: datetime | str | float | None = None) -> dict[str, Any]:

@@ -130,7 +130,8 @@ def _blank_declaration(text: str, start: int, offset: int) -> str:
     """``text`` with the declaration from ``start`` that a syntax error at ``offset`` broke
     replaced by blanks, up to the next line that starts a declaration after the error."""
     end = next((m.start() for m in _DECLARATION.finditer(text, offset) if m.start() > start), len(text))
-    end = max(end, offset + 1)
+    if end <= start:  # nothing blanked yet: take at least the offending character, to make progress
+        end = max(start, offset) + 1
     blank = "".join(ch if ch == "\n" else " " for ch in text[start:end])
     return text[:start] + blank + text[end:]
 

@@ -136,7 +136,7 @@ class Store(Protocol):
         ...
 
     def sla_due(self, now: datetime) -> list[Assignment]:
-        """Open assignments not yet breached whose ``sla_due_at <= now`` and whose first
+        """Open assignments not yet breached whose ``sla_due_at < now`` (a contact at the deadline is in time) and whose first
         contact is missing or came after ``sla_due_at``, oldest due first."""
         ...
 

@@ -265,7 +265,7 @@ class MemoryStore:
     def sla_due(self, now: datetime) -> list[Assignment]:
         due = [
             a for a in self._open.values()
-            if a.sla_due_at is not None and a.sla_due_at <= now and a.breached_at is None
+            if a.sla_due_at is not None and a.sla_due_at < now and a.breached_at is None
             and (a.contacted_at is None or a.contacted_at > a.sla_due_at)
         ]
         due.sort(key=lambda a: (a.sla_due_at, a.client_id))

@@ -745,7 +745,7 @@ class SqlStore:
         query = (
             sa.select(a)
             .where(
-                a.c.ended_at.is_(None), a.c.sla_due_at.is_not(None), a.c.sla_due_at <= now, a.c.breached_at.is_(None),
+                a.c.ended_at.is_(None), a.c.sla_due_at.is_not(None), a.c.sla_due_at < now, a.c.breached_at.is_(None),
                 sa.or_(a.c.contacted_at.is_(None), a.c.contacted_at > a.c.sla_due_at),
             )
             .order_by(a.c.sla_due_at, a.c.client_id)
