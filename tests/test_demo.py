@@ -7,9 +7,11 @@ import io
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import crmcore
 from crmcore.cli import main
-from crmcore.demo import demo_rules
+from crmcore.demo import MONTH, demo_rules
 from crmcore.demo.generate import END, events
 from crmcore.events import parse_event
 
@@ -101,3 +103,41 @@ def test_view_commands_do_not_create_a_database_for_a_mistyped_path(tmp_path: Pa
         code, _, err = run(*argv, "--db", f"sqlite:///{typo}")
         assert code == 1 and "no such database file" in err, argv
     assert not typo.exists()
+
+
+def test_the_demo_sets_ftd_targets_for_sales_agents_only() -> None:
+    from crmcore.kpi.leaderboard import leaderboard
+
+    engine = crmcore.Engine(demo_rules())
+    rows = leaderboard(engine.store, *MONTH, "ftd_count", as_of=END)
+    targets = {row["agent"]: row["target"] for row in rows}
+    assert {agent for agent, target in targets.items() if target is None} == {"r01", "r02", "r03", "r04", "r05"}
+    assert {target for target in targets.values() if target is not None} == {15}
+
+
+def test_some_demo_agents_work_set_hours_and_every_desk_has_agents_always_on() -> None:
+    agents = [agent for agent in demo_rules().agents.values() if agent.role == "agent"]
+    assert sum(agent.hours is not None for agent in agents) >= 5
+    for desk in {agent.desk for agent in agents}:
+        assert any(agent.hours is None for agent in agents if agent.desk == desk), desk
+
+
+@pytest.mark.parametrize("client", [
+    {"country": "DE"}, {"country": "AT"}, {"country": "CH"},  # sales-dach
+    {"country": "GB", "vip": True}, {"country": "SE", "vip": True},  # sales-senior
+    {"country": "FR"}, {"country": "AE", "language": "ar"}, {"country": "RU", "language": "ru"},  # sales-general
+])
+def test_a_lead_at_the_weekend_reaches_the_desk_it_reaches_on_a_weekday(client: dict[str, object]) -> None:
+    def desks(at: str) -> list[str]:
+        """The desk the registration and then the first deposit, an hour later, assign to."""
+        engine = crmcore.Engine(demo_rules())
+        deposit_at = at.replace("T02:", "T03:").replace("T10:", "T11:")
+        found = []
+        for event in ({"id": "r", "type": "client_registered", "client_id": "c", "at": at, **client},
+                      {"id": "d", "type": "deposit", "client_id": "c", "at": deposit_at, "amount": "500"}):
+            decision = engine.handle(event).decision
+            assert decision is not None and decision.assignment is not None, decision
+            found.append(decision.assignment.desk)
+        return found
+
+    assert desks("2026-02-15T02:00:00Z") == desks("2026-02-17T10:00:00Z")  # Sunday night, Tuesday morning
