@@ -7,9 +7,11 @@ import io
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import crmcore
 from crmcore.cli import main
-from crmcore.demo import demo_rules
+from crmcore.demo import MONTH, demo_rules
 from crmcore.demo.generate import END, events
 from crmcore.events import parse_event
 
@@ -52,8 +54,9 @@ def test_crmcore_demo_runs_end_to_end_and_writes_the_report(tmp_path: Path) -> N
     for part in ('id="kpi-tiles"', 'id="funnel-chart"', 'id="cohort-chart"', 'id="flow-chart"', 'id="leaderboard"',
                  'id="capacity"', 'id="kpis-by-desk"', 'id="queues"'):
         assert part in page, part
+    assert "FTD funnel (registered in the 90 days before the period end)" in page  # as the terminal says
     for heading in ("funnel of the clients registered in the 90 days", "KPIs by desk, February 2026",
-                    "leaderboard: FTDs per agent, February 2026", "capacity per desk at 2026-03-01"):
+                    "leaderboard: FTDs per sales agent, February 2026", "capacity per desk at 2026-03-01"):
         assert heading in out, heading
     # the database is there for the views and the report command
     store = crmcore.SqlStore(f"sqlite:///{db}")
@@ -100,3 +103,41 @@ def test_view_commands_do_not_create_a_database_for_a_mistyped_path(tmp_path: Pa
         code, _, err = run(*argv, "--db", f"sqlite:///{typo}")
         assert code == 1 and "no such database file" in err, argv
     assert not typo.exists()
+
+
+def test_the_demo_sets_ftd_targets_for_sales_agents_only() -> None:
+    from crmcore.kpi.leaderboard import leaderboard
+
+    engine = crmcore.Engine(demo_rules())
+    rows = leaderboard(engine.store, *MONTH, "ftd_count", as_of=END)
+    targets = {row["agent"]: row["target"] for row in rows}
+    assert {agent for agent, target in targets.items() if target is None} == {"r01", "r02", "r03", "r04", "r05"}
+    assert {target for target in targets.values() if target is not None} == {15}
+
+
+def test_some_demo_agents_work_set_hours_and_every_desk_has_agents_always_on() -> None:
+    agents = [agent for agent in demo_rules().agents.values() if agent.role == "agent"]
+    assert sum(agent.hours is not None for agent in agents) >= 5
+    for desk in {agent.desk for agent in agents}:
+        assert any(agent.hours is None for agent in agents if agent.desk == desk), desk
+
+
+@pytest.mark.parametrize("client", [
+    {"country": "DE"}, {"country": "AT"}, {"country": "CH"},  # sales-dach
+    {"country": "GB", "vip": True}, {"country": "SE", "vip": True},  # sales-senior
+    {"country": "FR"}, {"country": "AE", "language": "ar"}, {"country": "RU", "language": "ru"},  # sales-general
+])
+def test_a_lead_at_the_weekend_reaches_the_desk_it_reaches_on_a_weekday(client: dict[str, object]) -> None:
+    def desks(at: str) -> list[str]:
+        """The desk the registration and then the first deposit, an hour later, assign to."""
+        engine = crmcore.Engine(demo_rules())
+        deposit_at = at.replace("T02:", "T03:").replace("T10:", "T11:")
+        found = []
+        for event in ({"id": "r", "type": "client_registered", "client_id": "c", "at": at, **client},
+                      {"id": "d", "type": "deposit", "client_id": "c", "at": deposit_at, "amount": "500"}):
+            decision = engine.handle(event).decision
+            assert decision is not None and decision.assignment is not None, decision
+            found.append(decision.assignment.desk)
+        return found
+
+    assert desks("2026-02-15T02:00:00Z") == desks("2026-02-17T10:00:00Z")  # Sunday night, Tuesday morning

@@ -610,6 +610,18 @@ def test_a_reload_writes_only_what_the_file_changed(rules: RuleSet, store: Store
     assert agent.languages == ["de", "en", "fr"] and agent.active is False  # the event's change stays
 
 
+def test_the_rule_sets_targets_are_stored_and_a_reload_replaces_them(rules: RuleSet, store: Store) -> None:
+    month = "targets:\n  - {metric: ftd_count, per: agent, period: month, value: 20, desk: sales}\n"
+    with_targets = crmcore.loads(RULES_TEXT + month)
+    engine = engine_for(with_targets, store)
+    assert store.targets() == with_targets.targets != ()
+    weekly = crmcore.loads(RULES_TEXT + month.replace("month, value: 20", "week, value: 4"))
+    engine.reload(weekly)
+    assert [(t.period, t.value) for t in store.targets()] == [("week", 4)]
+    engine.reload(rules)  # a rule set without targets leaves none
+    assert store.targets() == ()
+
+
 def test_a_late_contact_is_still_a_breach_but_only_an_alert(rules: RuleSet, store: Store) -> None:
     engine = engine_for(rules, store)
     engine.handle(reg("c1", language="en"))  # sales: 2h, reassign

@@ -329,6 +329,23 @@ def test_leaderboard_breaks_ties_by_id_and_lists_idle_agents(story: Store) -> No
     ]
 
 
+def test_leaderboard_measures_against_the_targets_the_engine_stored(store: Store) -> None:
+    from crmcore.kpi.leaderboard import leaderboard
+    from crmcore.rules.model import Target
+
+    rules = crmcore.loads(SMALL_RULES + "targets:\n  - {metric: ftd_count, per: agent, period: month, value: 2}\n")
+    engine = Engine(rules, store=store)
+    for event in STORY:
+        assert engine.handle(event).handled, event
+    rows = leaderboard(store, FEB, MAR, "ftd_count")
+    assert [(r["agent"], r["target"], r["attainment"]) for r in rows] == [
+        ("a1", 2, 0.5), ("a2", 2, 0.5), ("g1", 2, 0.0), ("r1", 2, 0.0),
+    ]
+    weekly = Target(metric="ftd_count", per="agent", period="week", value=1)
+    assert [r["target"] for r in leaderboard(store, FEB, MAR, "ftd_count", targets=[weekly])] == [4] * 4  # given: instead
+    assert [r["target"] for r in leaderboard(store, FEB, MAR, "ftd_count", targets=())] == [None] * 4
+
+
 def test_targets_are_scaled_to_the_period() -> None:
     from crmcore.kpi.leaderboard import scaled_target
     from crmcore.rules.model import Target

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import crmcore
 from crmcore import Engine, SqlStore
 from crmcore.cli import main
+from tests.conftest import PG_URL_ENV, no_postgres
 from tests.test_kpi import SMALL_RULES, STORY
 
 TARGETS = """
@@ -113,6 +118,66 @@ def test_leaderboard_ranks_with_targets_from_the_rules(db: str) -> None:
         (3, "g1", 0, Decimal("0.0")), (4, "r1", 0, Decimal("0.0")),
     ]
     assert rows[2]["target"] == 4  # g1's desk has a weekly target of 1: 28 days = 4 weeks
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ran(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a database that `crmcore run` filled with the story under rules with
+    targets (PostgreSQL: a schema of its own, through the connection's search_path)."""
+    (tmp_path / "rules.yaml").write_text(SMALL_RULES + TARGETS)
+    (tmp_path / "story.jsonl").write_text("".join(json.dumps(event) + "\n" for event in STORY))
+    schema = f"crm_cli_targets_{os.getpid()}"
+    engine = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/crm.db"
+    else:
+        base = os.environ.get(PG_URL_ENV)
+        if not base:
+            no_postgres("the CLI tests on PostgreSQL")
+        engine = sa.create_engine(base)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    code, _, err = run("run", str(tmp_path / "rules.yaml"), "--events", str(tmp_path / "story.jsonl"), "--db", url)
+    assert code == 0, err
+    yield url
+    if engine is not None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
+
+
+def test_leaderboard_without_rules_uses_the_targets_of_the_rules_run_with(ran: str) -> None:
+    rows = as_json("leaderboard", "--db", ran, "--from", "2026-02-01", "--to", "2026-03-01", "--metric", "ftd_count")
+    assert [(r["agent"], r["ftd_count"], r["target"], r["attainment"]) for r in rows] == [
+        ("a1", 1, 2, Decimal("0.5")), ("a2", 1, 2, Decimal("0.5")),
+        ("g1", 0, 4, Decimal("0.0")), ("r1", 0, 2, Decimal("0.0")),  # g1's desk: weekly 1, 28 days
+    ]
+
+
+def test_leaderboard_rules_replace_the_stored_targets(ran: str, tmp_path: Path) -> None:
+    (tmp_path / "other.yaml").write_text(SMALL_RULES + "targets:\n  - {metric: ftd_count, per: agent, period: month, value: 4}\n")
+    rows = as_json("leaderboard", "--db", ran, "--from", "2026-02-01", "--to", "2026-03-01", "--metric", "ftd_count",
+                   "--rules", str(tmp_path / "other.yaml"))
+    assert [(r["agent"], r["target"]) for r in rows] == [("a1", 4), ("a2", 4), ("g1", 4), ("r1", 4)]
+
+
+def test_report_without_rules_draws_the_stored_targets(ran: str, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    code, _, err = run("report", "--db", ran, "--from", "2026-02-01", "--to", "2026-03-01", "-o", str(page))
+    assert code == 0, err
+    board = page.read_text().split('<table id="leaderboard">')[1].split("</table>")[0]
+    assert board.count('class="meter"') == 3 and "50%" in board  # a1 and a2 at 1 of 2, g1
+
+
+def test_the_reports_ftd_leaderboard_lists_the_sales_agents_only(ran: str, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    code, _, err = run("report", "--db", ran, "--from", "2026-02-01", "--to", "2026-03-01", "-o", str(page))
+    assert code == 0, err
+    board = page.read_text().split('<table id="leaderboard">')[1].split("</table>")[0]
+    assert re.findall(r"<tr><td class=n>(\d+)</td><td>(\w+)</td>", board) == [("1", "a1"), ("2", "a2"), ("3", "g1")]
 
 
 def test_capacity_per_desk(db: str) -> None:

@@ -41,6 +41,7 @@ def snapshot(store: Store) -> dict[str, Any]:
         "clients": list(store.clients()),
         "agents": dict(store.agents()),
         "desks": dict(store.desks()),
+        "targets": store.targets(),
         "ib": store.ib("ib1"),
         "assignments": [store.assignments(c) for c in ("c1", "c2")],
         "open": {a: store.open_clients(a) for a in ("a1", "a2")},
@@ -60,6 +61,7 @@ def write_everything(store: Store) -> None:
     store.put_client(record("c2", "FR"))
     store.put_agent(model.Agent(id="a2", desk="sales"))
     store.put_desk(model.Desk(id="vip"))
+    store.put_targets([model.Target(metric="ftd_count", per="agent", period="week", value=3)])
     store.put_ib({"id": "ib1", "quality": 1})
     store.end_assignment("c1", T0 + timedelta(hours=1), "handover", "e2")
     store.start_assignment(assignment("c2", "a2"))
@@ -119,6 +121,21 @@ def test_a_committed_unit_of_work_keeps_everything(filled: Store) -> None:
     assert filled.routing_state().pointers == {"sales": "a2"}
     assert [e.client_id for e in filled.pool("sales")] == ["c1"] and filled.pool("vip") == []
     assert filled.outbox.pending_count() == 1 and [d.event_id for d in filled.decisions("c2")] == ["e2"]
+
+
+def test_targets_are_kept_as_given_and_replaced_whole(store: Store) -> None:
+    month = model.Target(metric="net_deposits", per="desk", period="month", value=250000)
+    scoped = model.Target(metric="ftd_count", per="agent", period="month", value=15.5, desk="sales-dach")
+    assert store.targets() == ()
+    with store.unit_of_work():
+        store.put_targets([month, scoped])
+    assert store.targets() == (month, scoped)
+    with store.unit_of_work():
+        store.put_targets([scoped])
+    assert store.targets() == (scoped,)
+    with store.unit_of_work():
+        store.put_targets([])
+    assert store.targets() == ()
 
 
 def test_an_assignment_cannot_be_opened_twice(filled: Store) -> None:

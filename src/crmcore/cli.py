@@ -545,7 +545,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     earlier demo made is replaced, any other is refused unless --force), scan at the end of the period, print the funnel, desks and the top of
     each queue, and write the HTML report (-o)."""
     from crmcore import demo
-    from crmcore.report import dashboard, html_report
+    from crmcore.report import FUNNEL_DAYS, dashboard, html_report
 
     if not args.clients > 0:
         raise _Failure(f"--clients {args.clients}: give a positive number of clients")
@@ -560,12 +560,12 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except demo.DemoError as error:
             raise _Failure(str(error)) from None
     demo.render(run, out)
-    data = dashboard(run.store, *demo.MONTH, as_of=demo.END, targets=run.engine.rules.targets)
+    data = dashboard(run.store, *demo.MONTH, as_of=demo.END)  # the targets the engine stored
     month = f"{demo.MONTH[0]:%B %Y}"
     for title, rows in (
-        ("funnel of the clients registered in the 90 days", data["funnel"]),
+        (f"funnel of the clients registered in the {FUNNEL_DAYS} days", data["funnel"]),
         (f"KPIs by desk, {month}", data["kpis"]),
-        (f"leaderboard: FTDs per agent, {month}, against the monthly target", data["leaderboard"][:10]),
+        (f"leaderboard: FTDs per sales agent, {month}, against the monthly target", data["leaderboard"][:10]),
         (f"capacity per desk at {demo.END:%Y-%m-%d}", data["capacity"]),
     ):
         out.write(f"\n{title}\n")
@@ -579,8 +579,9 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write a self-contained HTML dashboard of the database (--db) as one file with inline
     CSS and SVG (no network): KPI tiles for [--from, --to) (default: the 30 whole UTC days
     that end with the latest event's day), the FTD funnel and weekly cohort conversion, net deposits per week, KPIs
-    per desk, the FTD leaderboard (against the targets of --rules, if given), capacity per
-    desk, and the retention queues with reasons and actions."""
+    per desk, the FTD leaderboard of the sales agents against the targets (the rule set's the
+    engine stored; --rules to compare with another's), capacity per desk, and the retention
+    queues with reasons and actions."""
     from datetime import UTC, datetime, time, timedelta
 
     from crmcore.report import dashboard, html_report
@@ -594,7 +595,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = _when(args.start, "--from") if args.start else end - timedelta(days=30)
     if start >= end:
         raise _Failure(f"--from {args.start} is not before the end of the period ({end:%Y-%m-%d %H:%M} UTC)")
-    targets: Sequence[Any] = ()
+    targets: Sequence[Any] | None = None  # the store's
     if args.rules:
         rules = _load([args.rules], err)
         if rules is None:
@@ -714,12 +715,13 @@ def cmd_funnel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Agents (or teams, desks) ranked by --metric over [--from, --to), best first, ties by
-    id; with --rules, attainment against the rule set's targets (scaled to the period)."""
+    id; attainment against the targets (scaled to the period) of the rule set the engine
+    last ran with on this database, or of --rules when given."""
     from crmcore.kpi.leaderboard import leaderboard
 
     start, end = _when(args.start, "--from"), _when(args.end, "--to")
     as_of = _when(args.as_of, "--as-of") if args.as_of else None
-    targets: Sequence[Any] = ()
+    targets: Sequence[Any] | None = None  # the store's
     if args.rules:
         rules = _load(args.rules, err)
         if rules is None:
@@ -772,7 +774,8 @@ def _add_kpi_commands(commands: Any, formatter: type[argparse.HelpFormatter]) ->
     board = view("leaderboard", cmd_leaderboard, "agents or teams ranked by a KPI, with targets")
     board.add_argument("--metric", required=True, metavar="M", help="the KPI to rank by")
     board.add_argument("--by", default="agent", choices=LEVELS, help="rank agents (default), teams or desks")
-    board.add_argument("--rules", nargs="+", metavar="PATH", help="rule files whose targets to compare with")
+    board.add_argument("--rules", nargs="+", metavar="PATH",
+                       help="rule files whose targets to compare with (default: the targets in the database)")
     capacity = view("capacity", cmd_capacity, "capacity planning per desk", period=False)
     capacity.add_argument("--desk", metavar="D", help="only this desk")
 
@@ -871,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
     report.add_argument("--from", dest="start", metavar="D", help="the period's start (default: --to minus 30 days)")
     report.add_argument("--to", dest="end", metavar="D", help="the period's end, excluded (default: just after the latest event)")
-    report.add_argument("--rules", metavar="PATH", help="the rules whose targets the leaderboard shows")
+    report.add_argument("--rules", metavar="PATH",
+                        help="the rules whose targets the leaderboard shows (default: the targets in the database)")
     report.set_defaults(run=cmd_report)
     _add_kpi_commands(commands, formatter)
     db = commands.add_parser("db", help="create or upgrade crmcore's tables in a database")

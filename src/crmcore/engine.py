@@ -207,9 +207,10 @@ class Engine:
 
     ``store`` defaults to a new :class:`MemoryStore`, ``notifier`` to one that drops
     everything; a notifier is an object with ``send(notification)`` (the :class:`Notifier`
-    protocol) or a plain callable taking the notification. The rule file's desks are written to the store; its agents are added when
-    the store does not know them (``agent_updated`` events change them later, and a reload
-    with an edited agent writes the edit).
+    protocol) or a plain callable taking the notification. The rule file's desks and
+    targets are written to the store (a reload replaces them); its agents are added when the
+    store does not know them (``agent_updated`` events change them later, and a reload with
+    an edited agent writes the edit).
     """
 
     def __init__(
@@ -235,12 +236,13 @@ class Engine:
         return self._rules
 
     def _seed(self, rules: RuleSet, previous: RuleSet | None) -> list[str]:
-        """Write the rule file's desks, and its agents where they are new to the store or
-        edited in the file (only the edited fields: what events changed stays). Returns the
-        agents this made inactive."""
+        """Write the rule file's desks and targets, and its agents where they are new to the
+        store or edited in the file (only the edited fields: what events changed stays).
+        Returns the agents this made inactive."""
         store = self.store
         for desk in rules.desks.values():
             store.put_desk(desk)
+        store.put_targets(rules.targets)  # the views read them from the store (no --rules needed)
         known = store.agents()
         deactivated = []
         for agent in rules.agents.values():

@@ -2,7 +2,8 @@
 
 :func:`dashboard` computes the figures (in SQL on a SqlStore, through :mod:`crmcore.kpi`):
 KPI totals and KPIs per desk over a period, the FTD funnel of the 90 days before its end
-with weekly cohorts, net deposits per week, the FTD leaderboard against the targets and
+with weekly cohorts, net deposits in the 13 weeks before its end, the FTD leaderboard of
+the sales agents (retention agents take clients after their FTD) against the targets, and
 capacity per desk. :func:`html_report` draws them with the store's open queue items (their
 reasons and actions) as one page.
 """
@@ -26,20 +27,23 @@ TOTALS = ("registrations", "ftd_count", "ftd_conversion_rate", "avg_time_to_ftd_
           "active_clients", "churn_rate", "first_contact_sla_rate", "cpa")
 BY_DESK = ("registrations", "ftd_count", "ftd_conversion_rate", "net_deposits", "revenue", "active_clients",
            "first_contact_sla_rate")
+FUNNEL_DAYS = 90
+FLOW_WEEKS = 13
 
 
 def dashboard(store: Store, start: datetime, end: datetime, *, as_of: datetime | None = None,
-              targets: Sequence[model.Target] = ()) -> dict[str, Any]:
-    """The dashboard's figures for the period ``[start, end)`` (see the module docstring)."""
+              targets: Sequence[model.Target] | None = None) -> dict[str, Any]:
+    """The dashboard's figures for the period ``[start, end)`` (see the module docstring);
+    ``targets`` replaces the store's."""
     from crmcore import kpi
     from crmcore.kpi.capacity import capacity
     from crmcore.kpi.funnel import funnel
     from crmcore.kpi.leaderboard import leaderboard
 
     moment = kpi.as_of_default(store, as_of)
-    quarter = (end - timedelta(days=91), end)
+    quarter = (end - timedelta(days=FUNNEL_DAYS), end)
     weeks = []
-    week = quarter[0]
+    week = end - timedelta(weeks=FLOW_WEEKS)
     while week < end:
         following = min(week + timedelta(days=7), end)
         (row,) = kpi.compute(store, week, following, ["net_deposits"], as_of=moment)
@@ -54,9 +58,22 @@ def dashboard(store: Store, start: datetime, end: datetime, *, as_of: datetime |
         "funnel": funnel(store, *quarter, as_of=moment),
         "cohorts": funnel(store, *quarter, cohort="week", as_of=moment),
         "flow": weeks,
-        "leaderboard": leaderboard(store, start, end, "ftd_count", by="agent", as_of=moment, targets=targets),
+        "leaderboard": _sales_only(store, leaderboard(store, start, end, "ftd_count", by="agent", as_of=moment,
+                                                      targets=targets)),
         "capacity": capacity(store, as_of=moment),
     }
+
+
+def _sales_only(store: Store, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The leaderboard without the agents of retention desks, ranked again 1, 2, 3, ..."""
+    agents, desks = store.agents(), store.desks()
+
+    def retention(agent_id: str) -> bool:
+        desk = desks.get(agents[agent_id].desk) if agent_id in agents else None
+        return desk is not None and desk.kind == "retention"
+
+    kept = [row for row in rows if not retention(row["agent"])]
+    return [{**row, "rank": rank} for rank, row in enumerate(kept, start=1)]
 
 
 _CSS = """
@@ -184,10 +201,10 @@ def html_report(store: Store, data: Mapping[str, Any], *, title: str = "crmcore 
         f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1>"
         f"<p>KPIs for {period}; as of {data['as_of']:%Y-%m-%d %H:%M} UTC</p></header><main>"
         f'<div class="tiles" id="kpi-tiles">{tiles}</div>'
-        f'<div class="grid2"><section><h2>FTD funnel (registered in the 91 days before the period end)</h2>{funnel}</section>'
+        f'<div class="grid2"><section><h2>FTD funnel (registered in the {FUNNEL_DAYS} days before the period end)</h2>{funnel}</section>'
         f"<section><h2>Conversion to FTD by weekly cohort</h2>{cohorts}</section></div>"
         f'<div class="grid2"><section><h2>Net deposits per week</h2>{flow}</section>'
-        f"<section><h2>Leaderboard: FTDs per agent against target</h2>{leaderboard}</section></div>"
+        f"<section><h2>Leaderboard: FTDs per sales agent against target</h2>{leaderboard}</section></div>"
         f"<section><h2>KPIs per desk</h2>{by_desk}</section>"
         f"<section><h2>Capacity per desk</h2>{capacity}</section>"
         f'<section id="queues"><h2>Retention queues</h2>{_queues(store)}</section>'

@@ -2,7 +2,9 @@
 
 :func:`run` generates the broker's events (:mod:`crmcore.demo.generate`), processes them
 with the demo rules (``crmcore/demo/rules``: the example broker of ``examples/rules`` with
-capacities for thousands of clients and 25 people: 20 agents, 4 managers, the head of sales) on a SQL store — a fresh SQLite file by default —,
+capacities for thousands of clients and 25 people: 20 agents, 4 managers, the head of sales;
+some agents work set hours, every desk has agents who are always on) on a SQL store — a
+fresh SQLite file by default —,
 scans at the end of the period, and prints what a desk manager looks at.
 """
 

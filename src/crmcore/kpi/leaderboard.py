@@ -7,8 +7,8 @@ places, so the order is the same on every run and store. Every active agent of r
 ``agent`` is listed (every team with one, every desk), even without activity; clients
 never assigned are not a competitor.
 
-Target attainment is actual / target where ``targets`` names the metric for that level
-(``per``); a target with a ``desk`` applies to that desk's agents (or that desk) only, and
+Target attainment is actual / target where ``targets`` (default: the store's, which the
+engine writes from its rule set) names the metric for that level (``per``); a target with a ``desk`` applies to that desk's agents (or that desk) only, and
 wins over one without. A
 period of exactly one calendar month (ISO week, UTC day) uses a ``month`` (``week``,
 ``day``) target as it is; any other period scales the target by its length in days
@@ -52,9 +52,10 @@ def scaled_target(target: model.Target, period: Period) -> Decimal:
 
 def leaderboard(
     store: Store, start: datetime, end: datetime, metric: str, by: str = "agent",
-    as_of: datetime | None = None, targets: Sequence[model.Target] = (),
+    as_of: datetime | None = None, targets: Sequence[model.Target] | None = None,
 ) -> list[Row]:
-    """Rows ``{rank, <by>, <metric>, target, attainment}`` best first (see the module docstring)."""
+    """Rows ``{rank, <by>, <metric>, target, attainment}`` best first (see the module docstring);
+    ``targets`` replaces the store's (``()``: none)."""
     from crmcore.kpi import figures
 
     check_metrics([metric])
@@ -62,6 +63,8 @@ def leaderboard(
         raise KpiError(f"unknown leaderboard level {by!r} (one of: agent, team, desk)")
     period = Period(start, end)
     agents = store.agents()
+    if targets is None:
+        targets = store.targets()
     found = figures(store, [metric], start, end, by, as_of)
     found.pop(None, None)  # clients never assigned compete with nobody
     table: dict[Any, Figures] = {}

@@ -6,7 +6,7 @@ block (MemoryStore undoes its journal; SqlStore rolls back the transaction or sa
 Units of work may nest; an inner one that fails undoes only its own writes.
 
 Records come back as the engine stored them: clients as dicts (see :mod:`crmcore.state`),
-agents and desks as the rule-file models, the rest as :mod:`crmcore.storage.records`. A
+agents, desks and targets as the rule-file models, the rest as :mod:`crmcore.storage.records`. A
 caller must not mutate what a store returns; it writes a new value with a ``put``.
 """
 
@@ -106,6 +106,17 @@ class Store(Protocol):
     def ib(self, ib_id: str) -> dict[str, Any] | None: ...
 
     def put_ib(self, ib: dict[str, Any]) -> None: ...
+
+    # --- targets ------------------------------------------------------------------------------
+
+    def targets(self) -> tuple[model.Target, ...]:
+        """The targets of the rule set the engine last started or reloaded with (what
+        leaderboards measure attainment against); empty before any."""
+        ...
+
+    def put_targets(self, targets: Sequence[model.Target]) -> None:
+        """Replace the stored targets with ``targets``."""
+        ...
 
     # --- assignments --------------------------------------------------------------------------
 

@@ -201,6 +201,15 @@ class MemoryStore:
     def put_ib(self, ib: dict[str, Any]) -> None:
         self._journal.set(self._ibs, ib["id"], ib)
 
+    # --- targets ------------------------------------------------------------------------------
+
+    def targets(self) -> tuple[model.Target, ...]:
+        targets: tuple[model.Target, ...] = self._meta.get("targets", ())
+        return targets
+
+    def put_targets(self, targets: Sequence[model.Target]) -> None:
+        self._journal.set(self._meta, "targets", tuple(targets))
+
     # --- assignments --------------------------------------------------------------------------
 
     def assignment(self, client_id: str) -> Assignment | None:

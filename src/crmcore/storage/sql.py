@@ -53,6 +53,7 @@ from crmcore.storage.schema import Tables, tables
 __all__ = ["SqlStore"]
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_TARGETS: TypeAdapter[list[model.Target]] = TypeAdapter(list[model.Target])
 _EVENT_CACHE = 50_000  # parsed events kept for histories (events never change)
 _EVENT_KEYS = ("id", "type", "client_id", "at", "status", "amount", "volume", "pnl", "revenue", "data")
 _DECISION_KEYS = ("event_id", "client_id", "at", "cause", "rule_version", "data")
@@ -695,6 +696,19 @@ class SqlStore:
 
     def put_ib(self, ib: dict[str, Any]) -> None:
         self._upsert(self.t.ibs, {k: ib.get(k) for k in ("id", "quality", "agent_id", "manager_id")}, ["id"])
+
+    # --- targets (JSON in the meta table) -----------------------------------------------------
+
+    def targets(self) -> tuple[model.Target, ...]:
+        m = self.t.meta
+        row = self._one(sa.select(m.c.value).where(m.c.key == "targets"))
+        return () if row is None else tuple(_TARGETS.validate_json(row[0]))
+
+    def put_targets(self, targets: Sequence[model.Target]) -> None:
+        if self.targets() == tuple(targets):
+            return  # every engine start writes them: no write (and no row lock) when unchanged
+        value = _TARGETS.dump_json(list(targets)).decode()
+        self._upsert(self.t.meta, {"key": "targets", "value": value}, ["key"])
 
     # --- assignments --------------------------------------------------------------------------
 
