@@ -14,21 +14,21 @@ engine never reads the clock, so a replay decides exactly as live would have), a
 Scans run as a host's periodic ``scan`` would (``scan_every``, default a day): at every
 boundary of the interval (multiples of it from 1970-01-01 UTC, so ``1d`` is midnight UTC)
 that the event times cross, before the first event at or after it, and once at the latest
-event's time. Their decisions are tallied like the events'.
+event's time (unless a scan just ran then). Their decisions are tallied like the events'.
 
 Events are read and validated once when both rule sets have the same client schema (else
 once for each), and both engines take each event in turn: a backtest costs about what two
-plain runs cost, less the second parse.
+plain runs (scanning at the same times) cost, less the second parse.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from crmcore.engine import Engine, Result
 from crmcore.events import BadEvent, Event, EventError, parse_event, read_events
@@ -235,7 +235,7 @@ def backtest(
     every = scan_interval(scan_every)
     old_engine, new_engine = Engine(old, store=MemoryStore()), Engine(new, store=MemoryStore())
     report = Backtest(Replay(old.version), Replay(new.version), scan_every=every)
-    for chunk, scan_at in _steps(_pairs(old, new, events), every):  # in step: bounded memory
+    for chunk, scan_at in _steps(_pairs(old, new, events), every, _at):  # in step: bounded memory
         if chunk:
             report.events += len(chunk)
             old_engine.handle_many([o for o, _ in chunk], keep_results=False, progress=report.old.see)
@@ -269,17 +269,20 @@ def _interval_text(every: timedelta | None) -> str | None:
 
 _CHUNK = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_T = TypeVar("_T")
 
 
-def _steps(pairs: Iterable[tuple[Any, Any]], every: timedelta | None) -> Iterator[tuple[list[tuple[Any, Any]], datetime | None]]:
-    """The pairs in chunks of at most ``_CHUNK``, each with the scan due after it (or None):
+def _steps(
+    items: Iterable[_T], every: timedelta | None, time_of: Callable[[_T], datetime | None]
+) -> Iterator[tuple[list[_T], datetime | None]]:
+    """The items in chunks of at most ``_CHUNK``, each with the scan due after it (or None):
     every interval boundary the event times cross (before the first event at or after it)
     and, at the end, the latest event's time unless a scan already ran then."""
-    chunk: list[tuple[Any, Any]] = []
+    chunk: list[_T] = []
     latest: datetime | None = None  # the latest event time so far (times may go back)
     scanned: datetime | None = None  # the last scan's time
-    for pair in pairs:
-        at = _at(pair) if every is not None else None
+    for item in items:
+        at = time_of(item) if every is not None else None
         if at is not None and (latest is None or at > latest):
             if latest is not None:
                 assert every is not None
@@ -289,7 +292,7 @@ def _steps(pairs: Iterable[tuple[Any, Any]], every: timedelta | None) -> Iterato
                     chunk, scanned = [], boundary
                     boundary += every
             latest = at
-        chunk.append(pair)
+        chunk.append(item)
         if len(chunk) >= _CHUNK:
             yield chunk, None
             chunk = []
