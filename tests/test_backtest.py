@@ -68,6 +68,10 @@ def test_a_rule_change_is_reported_as_hand_worked() -> None:
     assert by_agent == {("sales", "a1"): (2, 1), ("sales", "a2"): (1, 1), ("senior", "s1"): (1, 2)}
     assert data["bands"]["lead"] == {"cold": {"old": 3, "new": 2, "change": -1}, "hot": {"old": 1, "new": 2, "change": 1}}
     assert data["triggers_fired"] == {"big_deposit": {"old": 1, "new": 2, "change": 1}}
+    # the scan at the last event (10:01) finds c2 (sales/a1 since 09:01) past sales' 1h SLA
+    # under OLD; under NEW c2 is at senior, which has no SLA
+    assert data["scans"] == {"every": "1d", "count": 1}
+    assert data["sla_breaches"] == {"alert": {"old": 1, "new": 0, "change": -1}}
     changes = {c["client_id"]: c for c in data["route_changes"]}
     assert sorted(changes) == ["c2", "c3", "c4"]
     old, new = changes["c2"]["old"][0], changes["c2"]["new"][0]
@@ -134,3 +138,117 @@ def test_a_file_of_no_valid_events_is_an_error_not_an_empty_report(files: dict[s
     assert code == 1 and "no event could be handled" in err and "JSON Lines" in err
     code, _, err = run("backtest", files["old.yaml"], files["new.yaml"], "--events", files["events.jsonl"], "--limit", "-1")
     assert code == 1 and "--limit -1" in err
+
+
+# Dormancy: the change brokers make most, seen only by scans.
+DORMANT_OLD = """
+version: 1
+desks:
+  - {id: sales, sla: {first_contact: 24h}, on_sla_breach: reassign}
+agents:
+  - {id: a1, desk: sales}
+  - {id: a2, desk: sales}
+routing:
+  registration:
+    - {name: all, when: 'true', assign: {desk: sales, strategy: round_robin}}
+triggers:
+  - {name: dormant, when: 'client.stage == "funded" and days_since(client.last_trade_at) >= 30', queue: dormant, cooldown: 30d}
+"""
+DORMANT_NEW = DORMANT_OLD.replace(">= 30'", ">= 10'")
+
+
+def dormancy_events() -> list[dict[str, Any]]:
+    """c1 trades on 1 March and is silent after; c2 (registered, never funded) logs in on 20 March."""
+    return [
+        {"id": "r1", "type": "client_registered", "client_id": "c1", "country": "DE", "at": "2026-03-01T09:00:00Z"},
+        {"id": "k1", "type": "contact", "client_id": "c1", "agent_id": "a1", "channel": "call", "outcome": "reached", "at": "2026-03-01T09:30:00Z"},
+        {"id": "d1", "type": "deposit", "client_id": "c1", "amount": 500, "at": "2026-03-01T10:00:00Z"},
+        {"id": "t1", "type": "trade", "client_id": "c1", "volume": 1, "pnl": 10, "at": "2026-03-01T11:00:00Z"},
+        {"id": "r2", "type": "client_registered", "client_id": "c2", "country": "FR", "at": "2026-03-01T12:00:00Z"},
+        {"id": "k2", "type": "contact", "client_id": "c2", "agent_id": "a2", "channel": "call", "outcome": "reached", "at": "2026-03-01T12:30:00Z"},
+        {"id": "l2", "type": "login", "client_id": "c2", "at": "2026-03-20T12:00:00Z"},
+    ]
+
+
+def test_a_scan_finds_the_dormant_client_the_lower_threshold_catches() -> None:
+    # c1's last trade is 1 March 11:00: 10 days at the midnight scan of 12 March (NEW fires
+    # there, once: 30d cooldown); at the end (20 March 12:00) 19 days, never 30 (OLD)
+    report = backtest(crmcore.loads(DORMANT_OLD), crmcore.loads(DORMANT_NEW), dormancy_events())
+    data = report.as_dict()
+    assert data["triggers_fired"] == {"dormant": {"old": 0, "new": 1, "change": 1}}
+    assert data["sla_breaches"] == {}  # both clients contacted in time
+
+
+def test_scans_run_at_each_midnight_the_events_cross_and_at_the_last_event() -> None:
+    # without a cooldown the trigger fires at every scan where it holds: midnights 2 to 20
+    # March (19) and 20 March 12:00; it holds from 11 March 11:00: 12 to 20 March and the last
+    no_cooldown = crmcore.loads(DORMANT_NEW.replace(", cooldown: 30d", ""))
+    report = backtest(crmcore.loads(DORMANT_OLD), no_cooldown, dormancy_events())
+    assert report.scans == 20
+    assert report.as_dict()["triggers_fired"]["dormant"] == {"old": 0, "new": 10, "change": 10}
+
+
+def test_no_scan_ran_at_a_time_twice() -> None:
+    # every 6h: 1 March 12:00 (before c2 registers) to 20 March 12:00 is 77 boundaries; the
+    # last is the last event's time, scanned before it, so no scan follows it
+    no_cooldown = crmcore.loads(DORMANT_NEW.replace(", cooldown: 30d", ""))
+    report = backtest(crmcore.loads(DORMANT_OLD), no_cooldown, dormancy_events(), scan_every="6h")
+    assert report.scans == 77
+    # holds from 11 March 11:00: the boundaries 11 March 12:00 to 20 March 12:00
+    assert report.new.fired["dormant"] == 37
+
+
+def test_an_sla_reassignment_by_a_scan_counts_as_an_assignment() -> None:
+    # NEW's 1h SLA: c1, assigned to a1 at 09:00 and not contacted, is found at the midnight
+    # scan of 2 March and goes to a2, who calls at 00:30; OLD's 24h ends after the last event
+    late = [e for e in dormancy_events()[:6] if e["id"] != "k1"] + [
+        {"id": "k3", "type": "contact", "client_id": "c1", "agent_id": "a2", "channel": "call", "outcome": "reached",
+         "at": "2026-03-02T00:30:00Z"}]
+    report = backtest(crmcore.loads(DORMANT_OLD), crmcore.loads(DORMANT_OLD.replace("24h", "1h")), late)
+    data = report.as_dict()
+    assert data["sla_breaches"] == {"reassign": {"old": 0, "new": 1, "change": 1}}
+    by_agent = {row["agent"]: (row["old"], row["new"]) for row in data["assignments"]["by_agent"]}
+    assert by_agent == {"a1": (1, 1), "a2": (1, 2)}
+    [change] = report.route_changes()
+    assert change.client_id == "c1"
+    assert change.summary(change.new) == "registration: assigned by all to sales/a1; registration: assigned by all to sales/a2"
+
+
+def test_no_scans_replay_events_only() -> None:
+    report = backtest(crmcore.loads(DORMANT_OLD), crmcore.loads(DORMANT_NEW), dormancy_events(), scan_every="0")
+    assert report.scans == 0
+    assert report.as_dict()["triggers_fired"] == {}
+
+
+@pytest.fixture()
+def dormancy_files(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "old.yaml").write_text(DORMANT_OLD)
+    (tmp_path / "new.yaml").write_text(DORMANT_NEW)
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in dormancy_events()))
+    return {name: str(tmp_path / name) for name in ("old.yaml", "new.yaml", "events.jsonl")}
+
+
+def test_the_cli_json_counts_scan_firings(dormancy_files: dict[str, str]) -> None:
+    f = dormancy_files
+    code, out, _ = run("backtest", f["old.yaml"], f["new.yaml"], "--events", f["events.jsonl"], "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["scans"] == {"every": "1d", "count": 20}
+    assert data["triggers_fired"] == {"dormant": {"old": 0, "new": 1, "change": 1}}
+
+
+@pytest.mark.parametrize("off", ["0", "none"])
+def test_the_cli_scan_every_0_runs_no_scan(dormancy_files: dict[str, str], off: str) -> None:
+    f = dormancy_files
+    code, out, _ = run("backtest", f["old.yaml"], f["new.yaml"], "--events", f["events.jsonl"], "--scan-every", off)
+    assert code == 0
+    assert "  scans: 0 (--scan-every 0)\n" in out
+    assert "triggers fired:\n  (none)\n" in out
+
+
+def test_the_cli_scan_every_takes_a_duration(dormancy_files: dict[str, str]) -> None:
+    f = dormancy_files
+    code, out, _ = run("backtest", f["old.yaml"], f["new.yaml"], "--events", f["events.jsonl"], "--scan-every", "6h")
+    assert code == 0 and "  scans: 77 (every 6h and at the last event)\n" in out
+    code, _, err = run("backtest", f["old.yaml"], f["new.yaml"], "--events", f["events.jsonl"], "--scan-every", "1x")
+    assert code == 1 and "--scan-every 1x: '1x' is not a duration" in err

@@ -7,30 +7,37 @@ engine never reads the clock, so a replay decides exactly as live would have), a
 - **assignments** per desk and agent (registration routing, FTD hand-overs, re-routing);
 - **bands**: each score's band distribution over the clients, from their last decision;
 - **triggers fired**, per trigger (on: triggers and condition triggers, cooldowns allowing);
+- **SLA breaches**, alerts and reassignments, as the scans found them;
 - **routes that differ**: every client whose routing went otherwise (a different outcome,
   rule, desk or agent at any routing step, in order), with both routing traces.
 
+Scans run as a host's periodic ``scan`` would (``scan_every``, default a day): at every
+boundary of the interval (multiples of it from 1970-01-01 UTC, so ``1d`` is midnight UTC)
+that the event times cross, before the first event at or after it, and once at the latest
+event's time (unless a scan just ran then). Their decisions are tallied like the events'.
+
 Events are read and validated once when both rule sets have the same client schema (else
 once for each), and both engines take each event in turn: a backtest costs about what two
-plain runs cost, less the second parse.
+plain runs (scanning at the same times) cost, less the second parse.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from crmcore.engine import Engine, Result
-from crmcore.events import BadEvent, Event, read_events
+from crmcore.events import BadEvent, Event, EventError, parse_event, read_events
+from crmcore.rules.model import duration_seconds
 from crmcore.rules.ruleset import RuleSet
 from crmcore.storage.memory import MemoryStore
 from crmcore.storage.records import Decision, routing_dict
 
-__all__ = ["Backtest", "Replay", "RouteChange", "backtest"]
+__all__ = ["Backtest", "Replay", "RouteChange", "backtest", "scan_interval"]
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Replay:
     dead_lettered: int = 0
     assignments: Counter[tuple[str, str]] = field(default_factory=Counter)  # (desk, agent)
     fired: Counter[str] = field(default_factory=Counter)
+    sla_breaches: Counter[str] = field(default_factory=Counter)  # "alert" / "reassign"
     bands: dict[str, dict[str, str | None]] = field(default_factory=dict)  # client -> score -> band
     routes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # client -> routing steps in order
 
@@ -53,13 +61,19 @@ class Replay:
             self.dead_lettered += 1
         else:
             self.handled += 1
-        for decision in result.decisions:
+        self.tally(result.decisions)
+
+    def tally(self, decisions: Iterable[Decision]) -> None:
+        """An event's or a scan's decisions."""
+        for decision in decisions:
             self._decision(decision)
 
     def _decision(self, decision: Decision) -> None:
         if decision.assignment is not None:
             self.assignments[(decision.assignment.desk, decision.assignment.agent_id)] += 1
         self.fired.update(decision.fired)
+        if decision.sla_breach is not None:
+            self.sla_breaches[decision.sla_breach] += 1
         if decision.bands:
             self.bands[decision.client_id] = dict(decision.bands)
         if decision.routing is not None:
@@ -109,6 +123,8 @@ class Backtest:
     old: Replay
     new: Replay
     events: int = 0
+    scan_every: timedelta | None = None  # None: no scans ran
+    scans: int = 0
 
     def route_changes(self) -> list[RouteChange]:
         changes = []
@@ -122,6 +138,7 @@ class Backtest:
         old_bands, new_bands = self.old.band_counts(), self.new.band_counts()
         return {
             "events": self.events,
+            "scans": {"every": _interval_text(self.scan_every), "count": self.scans},
             "old": {"version": self.old.version, "handled": self.old.handled, "duplicates": self.old.duplicates,
                     "dead_lettered": self.old.dead_lettered},
             "new": {"version": self.new.version, "handled": self.new.handled, "duplicates": self.new.duplicates,
@@ -136,6 +153,7 @@ class Backtest:
             "bands": {score: _compare(old_bands.get(score, Counter()), new_bands.get(score, Counter()))
                       for score in sorted(old_bands.keys() | new_bands.keys())},
             "triggers_fired": _compare(self.old.fired, self.new.fired),
+            "sla_breaches": _compare(self.old.sla_breaches, self.new.sla_breaches),
             "route_changes": [{"client_id": c.client_id, "old": c.old, "new": c.new} for c in self.route_changes()],
         }
 
@@ -146,6 +164,8 @@ class Backtest:
             f"backtest over {self.events:,} events: old {self.old.version[:12]} -> new {self.new.version[:12]}",
             f"  old: handled {self.old.handled:,}, duplicates {self.old.duplicates:,}, dead-lettered {self.old.dead_lettered:,}",
             f"  new: handled {self.new.handled:,}, duplicates {self.new.duplicates:,}, dead-lettered {self.new.dead_lettered:,}",
+            f"  scans: {self.scans:,}" + (f" (every {_interval_text(self.scan_every)} and at the last event)"
+                                           if self.scan_every else " (--scan-every 0)"),
             "",
             "assignments by desk and agent (old -> new):",
         ]
@@ -162,6 +182,10 @@ class Backtest:
         lines += ["", "triggers fired:"]
         lines.extend(_row(name, row, 2) for name, row in data["triggers_fired"].items())
         if not data["triggers_fired"]:
+            lines.append("  (none)")
+        lines += ["", "SLA breaches (scans):"]
+        lines.extend(_row(mode, row, 2) for mode, row in data["sla_breaches"].items())
+        if not data["sla_breaches"]:
             lines.append("  (none)")
         changes = self.route_changes()
         lines += ["", f"clients whose route differs: {len(changes):,}"]
@@ -202,36 +226,113 @@ def _step(step: Mapping[str, Any]) -> str:
 
 
 def backtest(
-    old: RuleSet, new: RuleSet, events: str | Path | Iterable[str] | Iterable[Mapping[str, Any] | Event | BadEvent]
+    old: RuleSet, new: RuleSet, events: str | Path | Iterable[str] | Iterable[Mapping[str, Any] | Event | BadEvent],
+    *, scan_every: str | timedelta | None = "1d",
 ) -> Backtest:
     """Replay ``events`` (a JSON Lines path or lines, or event mappings / parsed events) under
-    ``old`` and ``new`` on fresh MemoryStores and compare the two runs."""
+    ``old`` and ``new`` on fresh MemoryStores and compare the two runs. ``scan_every``: the
+    scan interval (``"1d"``, ``"6h"``, a timedelta; ``None``, ``"0"`` or ``"none"``: no scans)."""
+    every = scan_interval(scan_every)
     old_engine, new_engine = Engine(old, store=MemoryStore()), Engine(new, store=MemoryStore())
-    report = Backtest(Replay(old.version), Replay(new.version))
-    pairs = _pairs(old, new, events)
-    while chunk := list(islice(pairs, _CHUNK)):  # in step, a chunk at a time: bounded memory
-        report.events += len(chunk)
-        old_engine.handle_many([o for o, _ in chunk], keep_results=False, progress=report.old.see)
-        new_engine.handle_many([n for _, n in chunk], keep_results=False, progress=report.new.see)
+    report = Backtest(Replay(old.version), Replay(new.version), scan_every=every)
+    for chunk, scan_at in _steps(_pairs(old, new, events), every, _at):  # in step: bounded memory
+        if chunk:
+            report.events += len(chunk)
+            old_engine.handle_many([o for o, _ in chunk], keep_results=False, progress=report.old.see)
+            new_engine.handle_many([n for _, n in chunk], keep_results=False, progress=report.new.see)
+        if scan_at is not None:
+            report.scans += 1
+            report.old.tally(old_engine.scan(scan_at))
+            report.new.tally(new_engine.scan(scan_at))
     return report
 
 
+def scan_interval(every: str | timedelta | None) -> timedelta | None:
+    """A scan interval: a duration as rules write them (``"1d"``, ``"6h"``) or a timedelta;
+    ``None`` (no scans) for ``None``, ``"0"``, ``"none"`` or zero. ValueError otherwise."""
+    if isinstance(every, str):
+        text = every.strip()
+        every = None if text.lower() in ("0", "none") else timedelta(seconds=duration_seconds(text))
+    if every is not None and every < timedelta(0):
+        raise ValueError(f"'{every}' is negative: give a positive interval, or 0 for no scans")
+    return every or None
+
+
+def _interval_text(every: timedelta | None) -> str | None:
+    if every is None:
+        return None
+    seconds = every.total_seconds()
+    unit, size = next((u, n) for u, n in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+                      if seconds % n == 0 or n == 1)
+    return f"{seconds / size:g}{unit}"
+
+
 _CHUNK = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_T = TypeVar("_T")
+
+
+def _steps(
+    items: Iterable[_T], every: timedelta | None, time_of: Callable[[_T], datetime | None]
+) -> Iterator[tuple[list[_T], datetime | None]]:
+    """The items in chunks of at most ``_CHUNK``, each with the scan due after it (or None):
+    every interval boundary the event times cross (before the first event at or after it)
+    and, at the end, the latest event's time unless a scan already ran then."""
+    chunk: list[_T] = []
+    latest: datetime | None = None  # the latest event time so far (times may go back)
+    scanned: datetime | None = None  # the last scan's time
+    for item in items:
+        at = time_of(item) if every is not None else None
+        if at is not None and (latest is None or at > latest):
+            if latest is not None:
+                assert every is not None
+                boundary = _EPOCH + ((latest - _EPOCH) // every + 1) * every  # the first after latest
+                while boundary <= at:
+                    yield chunk, boundary
+                    chunk, scanned = [], boundary
+                    boundary += every
+            latest = at
+        chunk.append(item)
+        if len(chunk) >= _CHUNK:
+            yield chunk, None
+            chunk = []
+    yield chunk, latest if latest != scanned else None
+
+
+def _at(pair: tuple[Any, Any]) -> datetime | None:
+    """The event's time, as either rule set read it (None: neither could)."""
+    for event in pair:
+        if not isinstance(event, BadEvent | Mapping):
+            return event.at  # type: ignore[no-any-return]
+    return None
 
 
 def _pairs(
     old: RuleSet, new: RuleSet, events: str | Path | Iterable[Any]
 ) -> Iterator[tuple[Any, Any]]:
     """Each event as each rule set reads it: parsed once when their client schemas agree."""
+    same = dict(old.client_types) == dict(new.client_types)
     if isinstance(events, str | Path) or _is_lines(events):
-        if dict(old.client_types) == dict(new.client_types):
-            for parsed in read_events(events, old):
-                yield parsed, parsed
+        if same:
+            for line in read_events(events, old):
+                yield line, line
         else:
             yield from zip(read_events(events, old), read_events(events, new), strict=True)
         return
     for event in events:
-        yield event, event
+        if isinstance(event, Mapping):  # validated here, to know its time; a bad one stays a mapping
+            parsed = _parsed(event, old)
+            yield parsed, parsed if same else _parsed(event, new)
+        else:
+            yield event, event
+
+
+def _parsed(event: Mapping[str, Any], rules: RuleSet) -> Event | Mapping[str, Any]:
+    """The event as ``rules`` reads it, or the mapping itself for the engine to dead-letter."""
+    try:
+        return parse_event(event, rules)
+    except EventError:
+        return event
 
 
 def _is_lines(events: Iterable[Any]) -> bool:

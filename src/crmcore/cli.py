@@ -508,23 +508,29 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Replay the events under the OLD and the NEW rules (in memory, each event at its own
     time; no database is touched) and print what the change does: assignments per desk and
     agent, band distributions, triggers fired, and every client whose route differs, with
-    both routing traces. Rows whose count moved are marked *. Condition triggers are
-    re-checked at each event of their client, as live; no scan runs in a replay.
+    both routing traces. Rows whose count moved are marked *. Scans (SLA checks, condition
+    triggers of every client) run at each --scan-every boundary the event times cross
+    (default 1d: midnight UTC) and at the last event; their firings, SLA breaches and
+    reassignments are counted with the events'.
 
     Exit status: 0 (also when things change); 1 when a rule set does not load, the events
     file is missing or unreadable, or none of its events could be handled."""
-    from crmcore.backtest import backtest
+    from crmcore.backtest import backtest, scan_interval
     from crmcore.serialize import jsonable
 
     if args.limit < 0:
         raise _Failure(f"--limit {args.limit}: give a number of route changes to show, 0 or more")
+    try:
+        every = scan_interval(args.scan_every)
+    except ValueError as error:
+        raise _Failure(f"--scan-every {args.scan_every}: {error}") from None
     old = _load([args.old], err)
     new = _load([args.new], err)
     if old is None or new is None:
         return 1
     events = _events_file(args.events)
     try:
-        report = backtest(old, new, events)
+        report = backtest(old, new, events, scan_every=every)
     except (OSError, UnicodeDecodeError) as error:
         raise _Failure(f"{args.events}: cannot read the events: {error}") from None
     if args.format == "json":
@@ -853,6 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--format", choices=("text", "json"), default="text")
     backtest.add_argument("--limit", type=int, default=50, metavar="N", help="route changes shown as text (default 50)")
     backtest.add_argument("--no-traces", action="store_true", help="leave the routing traces out of the text")
+    backtest.add_argument("--scan-every", default="1d", metavar="DURATION",
+                          help="scan at each boundary of this interval (e.g. 1d, 6h; default 1d); 0 or none: no scans")
     backtest.set_defaults(run=cmd_backtest)
     demo = commands.add_parser(
         "demo", help="the whole product on a synthetic broker", description=inspect.cleandoc(cmd_demo.__doc__ or ""),
