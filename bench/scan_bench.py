@@ -5,6 +5,7 @@ the same conditions written by hand, and against evaluating clients one by one i
     python bench/scan_bench.py --db sqlite --clients 20000      # smoke run
     python bench/scan_bench.py --db postgresql --clients 100000 --events-per-client 10
     python bench/scan_bench.py --keep                           # reuse the database the last run loaded
+    python bench/scan_bench.py --db postgresql --clients 20000 --end-to-end   # also time Engine.scan
 
 The data is loaded straight into crmcore's tables (a fresh SQLite file / a PostgreSQL schema;
 ``COPY`` on PostgreSQL, ``executemany`` on SQLite), not through the engine: the benchmark is
@@ -27,8 +28,20 @@ Timed, best of ``--rounds``, for the six triggers of ``TRIGGERS`` at ``NOW``:
   its history from the store and run ``rules.evaluate`` (what a scan without SQL does per
   client); the time per client times the number of clients.
 
+Then, last and once (it writes; ``--end-to-end``, on by default up to 100,000 clients):
+
+- **Engine.scan** end to end: ``Engine(rules, store=SqlStore(...)).scan(NOW)``, the query
+  (``scan_candidates``) then each candidate client in its own unit of work: read it and its
+  history, evaluate, fire (trigger firing, queue item), its decision and the notification to
+  its agent in the outbox, commit; then the outbox delivered (to a notifier that drops them).
+  The rule set has a retention desk and 20 agents, and funded clients carry one of them
+  (``agent_id`` / ``desk_id``; no ``crm_assignments`` rows: the SLA part of the scan finds
+  nothing). Firings, items, decisions and the outbox are emptied first, so a ``--keep`` run
+  starts as the first did.
+
 Before timing, every trigger's crmcore result is checked equal to the hand-written one (and,
-over the sample, to Python's): a benchmark of wrong answers measures nothing.
+over the sample, to Python's), and the scan must decide for exactly the clients where a
+trigger holds: a benchmark of wrong answers measures nothing.
 """
 
 from __future__ import annotations
@@ -68,9 +81,19 @@ TRIGGERS = {
 }
 
 
+AGENTS = [f"r{n:02d}" for n in range(1, 21)]  # the retention desk's agents; funded clients are theirs
+
+
 def rule_set() -> RuleSet:
-    triggers = "\n".join(f"  - {{name: {name}, when: '{when}', queue: q}}" for name, when in TRIGGERS.items())
-    return crmcore.loads(f"version: 1\ntriggers:\n{triggers}\n")
+    """The six triggers as a retention desk writes them (a queue, the agent notified, a cooldown),
+    with the desk and its agents: what ``Engine.scan`` needs to fire them."""
+    triggers = "\n".join(f"  - {{name: {name}, when: '{when}', queue: q, notify: [agent], cooldown: 7d}}"
+                         for name, when in TRIGGERS.items())
+    agents = "\n".join(f"  - {{id: {a}, desk: retention, manager: m-ret}}" for a in AGENTS)
+    return crmcore.loads(
+        "version: 1\ndesks:\n  - {id: retention, kind: retention}\n"
+        f"agents:\n  - {{id: m-ret, desk: retention, role: manager}}\n{agents}\ntriggers:\n{triggers}\n"
+    )
 
 
 # ------------------------------------------------------------------------ hand-written SQL
@@ -175,13 +198,16 @@ def generate(n_clients: int, per_client: float, seed: int) -> Iterator[tuple[dic
             "last_login_at": last["login"], "last_trade_at": last["trade"], "last_deposit_at": last["deposit"],
             "email_opens": 0, "email_clicks": 0, "status": "new", "contact_count": 0,
             "extra": json.dumps({"trading": trading}),
+            # not drawn from rng: the other columns stay those of earlier runs
+            "desk_id": "retention" if funded else None, "agent_id": AGENTS[seq % len(AGENTS)] if funded else None,
         }
         yield client, events
 
 
 EVENT_COLUMNS = ("id", "type", "client_id", "at", "status", "amount", "volume", "pnl", "revenue", "data")
 CLIENT_COLUMNS = ("seq", "id", "registered_at", "country", "stage", "ftd_at", "ftd_amount", "balance", "last_login_at",
-                  "last_trade_at", "last_deposit_at", "email_opens", "email_clicks", "status", "contact_count", "extra")
+                  "last_trade_at", "last_deposit_at", "email_opens", "email_clicks", "status", "contact_count", "extra",
+                  "desk_id", "agent_id")
 
 
 def load(store: SqlStore, dialect: str, args: argparse.Namespace) -> tuple[int, int]:
@@ -258,6 +284,40 @@ def python_per_client(store: SqlStore, rules: RuleSet, ids: list[str]) -> tuple[
     return (time.perf_counter() - started) / len(ids), held
 
 
+class _TimedStore(SqlStore):
+    """A SqlStore that keeps the time of the scan's query (``scan_candidates``)."""
+
+    query_seconds = 0.0
+
+    def scan_candidates(self, rules: RuleSet, now: datetime) -> list[str]:
+        started = time.perf_counter()
+        try:
+            return super().scan_candidates(rules, now)
+        finally:
+            self.query_seconds += time.perf_counter() - started
+
+
+def end_to_end(url: str, schema: str | None, rules: RuleSet, candidates: set[str]) -> tuple[float, float, int, int]:
+    """One ``Engine(rules, store).scan(NOW)`` on the loaded data, from no firings, items, decisions
+    or outbox (a ``--keep`` run starts where the first did): seconds in all and in the query,
+    decisions and notifications. Once, not best of: it writes, and a second scan meets its items."""
+    store = _TimedStore(url, schema=schema)
+    t = store.t
+    with store.engine.begin() as conn:
+        for table in (t.queue_items, t.trigger_firings, t.decisions, t.outbox, t.dead_letters):
+            conn.execute(table.delete())
+    engine = crmcore.Engine(rules, store=store)  # writes the desk and agents: not in the time
+    started = time.perf_counter()
+    decisions = engine.scan(NOW)
+    seconds = time.perf_counter() - started
+    if store.dead_letters() or sorted(d.client_id for d in decisions) != sorted(candidates):
+        raise SystemExit(f"the scan decided for {len(decisions):,} clients, not the {len(candidates):,} "
+                         f"where a trigger holds ({len(store.dead_letters())} dead letters)")
+    notes = sum(len(d.notifications) for d in decisions)
+    store.close()
+    return seconds, store.query_seconds, len(decisions), notes
+
+
 def bench(dialect: str, args: argparse.Namespace) -> None:
     rules = rule_set()
     if dialect == "sqlite":
@@ -284,6 +344,7 @@ def bench(dialect: str, args: argparse.Namespace) -> None:
     print(f"\n{dialect}: {n_clients:,} clients, {n_events:,} events, 6 condition triggers at {NOW:%Y-%m-%d %H:%M}")
     print(f"{'trigger':<28} {'matches':>9} {'crmcore s':>10} {'by hand s':>10} {'ratio':>7}")
     total_crm = total_floor = 0.0
+    candidates: set[str] = set()
     for trigger in rules.condition_triggers:
         crm_time, crm_rows = best_of(args.rounds, lambda tr=trigger: store.trigger_matches(rules, tr, NOW))
 
@@ -297,6 +358,7 @@ def bench(dialect: str, args: argparse.Namespace) -> None:
                              f"({len(crm_rows)} against {len(floor_ids)} clients)")
         total_crm += crm_time
         total_floor += floor_time
+        candidates.update(cid for _, cid in crm_rows)
         print(f"{trigger.name:<28} {len(crm_rows):>9,} {crm_time:>10.3f} {floor_time:>10.3f} {crm_time / floor_time:>6.2f}x")
     rng = random.Random(args.seed + 7)
     sample = [f"c{rng.randrange(1, n_clients + 1):07d}" for _ in range(min(args.sample, n_clients))]
@@ -311,6 +373,19 @@ def bench(dialect: str, args: argparse.Namespace) -> None:
     print(f"Python path: {per_client * 1e6:.0f} us/client over {len(sample):,} sampled clients -> "
           f"{python_total:.1f} s for all; crmcore's SQL scan is {python_total / total_crm:.1f}x faster (goal >= 20x)")
     store.close()
+    if args.end_to_end if args.end_to_end is not None else n_clients <= END_TO_END_UP_TO:
+        scan, query, n_decisions, n_notes = end_to_end(url, schema, rules, candidates)
+        visited = max(len(candidates), 1)
+        print(f"Engine.scan end to end (once): {scan:.2f} s for {len(candidates):,} candidates "
+              f"({n_decisions:,} decisions, {n_notes:,} notifications): its query {query:.2f} s "
+              f"(the six above: {total_crm:.2f} s), then {(scan - query) / visited * 1e6:,.0f} us per candidate "
+              f"({scan / visited * 1e6:,.0f} us all in)")
+        print(f"  Python path / this scan: {python_total:.1f} s / {scan:.2f} s = {python_total / scan:.1f}x; a scan without SQL "
+              f"(every client evaluated, then the same candidates) ~{python_total + scan - query:.1f} s: "
+              f"{(python_total + scan - query) / scan:.1f}x")
+
+
+END_TO_END_UP_TO = 100_000  # clients: above, the scan's Python part alone takes minutes
 
 
 def main() -> None:
@@ -322,6 +397,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="best of this many runs per query (default 3)")
     parser.add_argument("--sample", type=int, default=2000, help="clients evaluated in Python (default 2,000)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"also time Engine.scan(now) once, last (it writes); default: up to {END_TO_END_UP_TO:,} clients")
     parser.add_argument("--keep", action="store_true", help="reuse the data of the last run when there is any")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--schema", default=PG_SCHEMA)
