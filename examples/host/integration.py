@@ -9,8 +9,10 @@ It shows the two seams a host usually fills:
   formats a message for the host's chat and keeps it; a real one would call the chat's API.
 - a **Store adapter**: the engine reads and writes state through the Store protocol. Here
   the adapter extends the embedded SQLite store and mirrors every new assignment into the
-  host's own audit log (a list standing in for the host's table), inside crmcore's unit of
-  work, so the audit row exists exactly when the assignment does.
+  host's own audit log (a list standing in for the host's table). Rows wait with their unit
+  of work and reach the log only when it commits (a savepoint's rows go to the unit around
+  it), so the audit row exists exactly when the assignment does: an event that fails and
+  is rolled back leaves none.
 
 Then it feeds the example events, asks why a client went where it went, and shows an
 agent's task list and a manager's queue.
@@ -19,6 +21,8 @@ agent's task list and a manager's queue.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import crmcore
@@ -39,15 +43,31 @@ class ChatNotifier:
 
 
 class AuditedStore(crmcore.SqlStore):
-    """SqlStore that also writes each new assignment to the host's audit log."""
+    """SqlStore that also writes each new assignment to the host's audit log, on commit."""
 
     def __init__(self, url: str, audit: list[tuple[str, str, str]]) -> None:
         super().__init__(url)
         self.audit = audit
+        self._pending: list[list[tuple[str, str, str]]] = []  # one list per open unit of work
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        self._pending.append([])
+        try:
+            with super().unit_of_work():
+                yield
+        except BaseException:
+            self._pending.pop()  # rolled back: so are its audit rows
+            raise
+        rows = self._pending.pop()
+        if self._pending:
+            self._pending[-1].extend(rows)  # a savepoint: the unit around it decides
+        else:
+            self.audit.extend(rows)  # committed
 
     def start_assignment(self, assignment: Assignment) -> None:
         super().start_assignment(assignment)  # raises (and writes nothing) if the client is taken
-        self.audit.append((assignment.client_id, assignment.desk, assignment.agent_id))
+        self._pending[-1].append((assignment.client_id, assignment.desk, assignment.agent_id))
 
 
 def main() -> None:
