@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crmcore import load_rules
+from crmcore import SqlStore, load_rules
 from crmcore.case import CaseError, explain_case, load_case
 from crmcore.cli import main
 
@@ -434,3 +434,94 @@ def test_explain_without_now_explains_at_the_machine_clock(tmp_path: Path) -> No
     assert (code, err) == (0, "")
     now = datetime.fromisoformat(json.loads(out)["now"].replace("Z", "+00:00"))
     assert before.replace(microsecond=0) <= now <= datetime.now(UTC)
+
+
+# --- a database that fails, and where crmcore's tables are ------------------------------------
+
+def _sqlite(path: Path, *statements: str) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        for statement in statements:
+            connection.execute(statement)
+    connection.close()
+
+
+def test_a_database_that_refuses_writes_is_a_one_line_error_of_run(tmp_path: Path) -> None:
+    first = write(tmp_path / "first.jsonl", "".join(EVENTS.read_text().splitlines(keepends=True)[:10]))
+    assert run("run", RULES, "--events", first, "--db", f"sqlite:///{tmp_path / 'crm.db'}")[0] == 0
+    read_only = f"sqlite:///file:{tmp_path / 'crm.db'}?mode=ro&uri=true"
+    code, out, err = run("run", RULES, "--events", EVENTS, "--db", read_only)
+    assert (code, out) == (1, "")
+    assert err.startswith("crmcore run: error: SqlStore(") and err.count("\n") == 1
+    assert "attempt to write a readonly database; nothing was half-applied" in err
+    assert err.endswith("run the same command again when the database is back: what was done counts as duplicates\n")
+
+
+def test_a_run_that_failed_midway_kept_nothing_half_applied_and_runs_again(tmp_path: Path) -> None:
+    """A statement of the 20th event fails in the database (a trigger on a table that is not
+    there): the run stops with a one-line error, its batch is rolled back, and once the
+    database is repaired the same command handles the whole file."""
+    file = tmp_path / "crm.db"
+    db = f"sqlite:///{file}"
+    assert run("db", "upgrade", "--db", db)[0] == 0
+    _sqlite(file, "CREATE TRIGGER fail AFTER INSERT ON crm_decisions WHEN NEW.event_id = 'ev-0020' "
+                  "BEGIN INSERT INTO nowhere VALUES (1); END")
+    code, _, err = run("run", RULES, "--events", EVENTS, "--db", db)
+    assert code == 1 and err.startswith("crmcore run: error: SqlStore(") and "no such table: main.nowhere" in err
+    store = SqlStore(db)
+    assert list(store.events()) == [] and store.decisions() == [] and store.dead_letters() == []
+    store.close()
+    _sqlite(file, "DROP TRIGGER fail")
+    code, out, _ = run("run", RULES, "--events", EVENTS, "--db", db)
+    assert code == 0 and out.startswith("handled 41, duplicates 1, dead-lettered 1\n")
+
+
+def test_a_database_that_refuses_writes_is_a_one_line_error_of_scan(tmp_path: Path) -> None:
+    assert run("run", RULES, "--events", EVENTS, "--db", f"sqlite:///{tmp_path / 'crm.db'}")[0] == 0
+    read_only = f"sqlite:///file:{tmp_path / 'crm.db'}?mode=ro&uri=true"
+    code, out, err = run("scan", RULES, "--db", read_only, "--now", "2026-04-20T00:00:00Z")
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("crmcore scan: error: SqlStore(") and "attempt to write a readonly database" in err
+    assert err.endswith("nothing was half-applied (each client's checks commit on their own; those done before it are kept)\n")
+
+
+def test_a_failing_query_of_a_view_is_a_one_line_error(tmp_path: Path) -> None:
+    file = tmp_path / "crm.db"
+    assert run("run", RULES, "--events", EVENTS, "--db", f"sqlite:///{file}")[0] == 0
+    _sqlite(file, "ALTER TABLE crm_assignments RENAME TO crm_assignments_away")
+    code, out, err = run("kpi", "--db", f"sqlite:///{file}", "--from", "2026-01-01", "--to", "2027-01-01")
+    assert (code, out) == (1, "")
+    assert err == ("crmcore kpi: error: the database failed: no such table: crm_assignments; "
+                   "nothing was changed; run the command again when the database is back\n")
+
+
+def test_every_command_on_a_database_finds_the_tables_of_the_prefix_db_upgrade_made(tmp_path: Path) -> None:
+    file = tmp_path / "crm.db"
+    db = f"sqlite:///{file}"
+    assert run("db", "upgrade", "--db", db, "--prefix", "x_")[0] == 0
+    assert run("run", RULES, "--events", EVENTS, "--db", db, "--prefix", "x_")[0] == 0
+    code, out, _ = run("kpi", "--db", db, "--prefix", "x_", "--from", "2026-01-01", "--to", "2027-01-01",
+                       "--metrics", "registrations", "--format", "json")
+    assert (code, json.loads(out)) == (0, [{"registrations": 8}])
+    assert run("scan", RULES, "--db", db, "--prefix", "x_", "--now", "2026-04-20T00:00:00Z")[0] == 0
+    code, out, _ = run("queue", "dormant", "--db", db, "--prefix", "x_")
+    assert code == 0 and out.startswith("dormant: 2 open item(s)")
+    import sqlalchemy as sa
+
+    assert not [name for name in sa.inspect(sa.create_engine(db)).get_table_names() if name.startswith("crm_")]
+
+
+@pytest.mark.parametrize("command", [
+    ["run", str(RULES), "--events", str(EVENTS)], ["scan", str(RULES)], ["queue", "q"], ["report", "-o", "r.html"],
+    ["kpi", "--from", "2026-01-01", "--to", "2027-01-01"], ["funnel", "--from", "2026-01-01", "--to", "2027-01-01"],
+    ["leaderboard", "--metric", "ftd_count", "--from", "2026-01-01", "--to", "2027-01-01"], ["capacity"],
+    ["demo", "--clients", "1"], ["db", "upgrade"], ["db", "version"],
+])
+def test_a_schema_on_sqlite_is_refused_by_every_command_saying_to_use_a_prefix(tmp_path: Path, command: list[str]) -> None:
+    assert run("run", RULES, "--events", EVENTS, "--db", f"sqlite:///{tmp_path / 'crm.db'}")[0] == 0
+    file = tmp_path / ("demo.db" if command[0] == "demo" else "crm.db")  # (the demo replaces its file)
+    code, _, err = run(*command, "--db", f"sqlite:///{file}", "--schema", "crm")
+    name = " ".join(command[:2] if command[0] == "db" else command[:1])
+    assert code == 1 and err.startswith(f"crmcore {name}: error: schema 'crm': SQLite has no such schema")
+    assert err.endswith("(prefix= in Python, --prefix on the command line)\n")

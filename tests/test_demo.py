@@ -91,6 +91,14 @@ def test_demo_never_empties_a_database_it_did_not_make(tmp_path: Path) -> None:
     assert code == 0 and sum(1 for _ in crmcore.SqlStore(f"sqlite:///{mine}").clients()) == 5
 
 
+def test_demo_with_a_prefix_names_its_tables_so_and_replaces_its_own_file(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    for _ in range(2):  # the second run knows the file as the demo's by its d_meta table
+        code, _, err = run("demo", "--clients", "5", "--db", db, "--prefix", "d_", "-o", str(tmp_path / "r.html"))
+        assert code == 0, err
+    assert sum(1 for _ in crmcore.SqlStore(db, prefix="d_").clients()) == 5
+
+
 def test_demo_checks_the_report_folder_before_it_runs(tmp_path: Path) -> None:
     code, _, err = run("demo", "--clients", "5", "--db", f"sqlite:///{tmp_path / 'd.db'}", "-o", str(tmp_path / "no" / "r.html"))
     assert code == 1 and "does not exist" in err and not (tmp_path / "d.db").exists()

@@ -290,7 +290,7 @@ def test_cli_version_of_other_states(sqlite_url: str, tmp_path: Path) -> None:
     assert code == 1 and out.startswith("current:  0000\n")
     assert f"crmcore db upgrade --db {sqlite_url} --prefix x_" in err
     code, _, err = run("db", "upgrade", "--db", sqlite_url, "--prefix", "x_")
-    assert code == 1 and err.startswith("crmcore db: error: ") and "does not know" in err
+    assert code == 1 and err.startswith("crmcore db upgrade: error: ") and "does not know" in err
 
 
 def test_cli_bad_urls() -> None:
@@ -309,6 +309,21 @@ def test_cli_on_postgresql_with_a_schema(pg_engine: sa.Engine, pg_schema: str) -
     code, out, _ = run("db", "version", "--db", url, "--schema", pg_schema, "--prefix", "p_")
     assert (code, out) == (0, f"current:  {SCHEMA_VERSION}\nexpected: {SCHEMA_VERSION}\n")
     assert "p_clients" in _table_names(pg_engine, pg_schema)
+
+
+@pytest.mark.postgres
+def test_cli_commands_use_the_schema_and_prefix_db_upgrade_made_on_postgresql(pg_engine: sa.Engine, pg_schema: str) -> None:
+    examples = Path(__file__).parents[1] / "examples"
+    url = pg_engine.url.render_as_string(hide_password=False)
+    place = ("--db", url, "--schema", pg_schema, "--prefix", "p_")
+    assert run("db", "upgrade", *place)[0] == 0
+    code, _, err = run("run", str(examples / "rules"), "--events", str(examples / "events" / "events.jsonl"), *place)
+    assert code == 0, err
+    code, out, err = run("kpi", *place, "--from", "2026-01-01", "--to", "2027-01-01", "--metrics", "registrations",
+                         "--format", "json")
+    assert (code, out) == (0, '[\n  {\n    "registrations": 8\n  }\n]\n'), err
+    assert {"p_clients", "p_events"} <= _table_names(pg_engine, pg_schema)
+    assert not {name for name in _table_names(pg_engine, pg_schema) if name.startswith("crm_")}
 
 
 @pytest.mark.parametrize("prefix", ["", "1crm_", "crm-", "crm prefix", "x" * 25])

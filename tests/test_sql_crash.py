@@ -1,11 +1,13 @@
 """Crash safety with real process kills (issue 4, SPEC §10): a worker process handles an
-event file through ``Engine(rules, store=SqlStore(...))`` one event at a time; the test
-kills it with SIGKILL at random points of the file (most likely inside a transaction: the
-worker sleeps inside each unit of work and says which unit it is in), restarts it on the same file until it finishes, and
-checks that
+event file through ``Engine(rules, store=SqlStore(...))`` one event at a time, or with
+``handle_many`` in batches (one transaction per batch, a savepoint per event: what
+``crmcore run`` does on SQLite); the test kills it with SIGKILL at random points of the
+file (most likely inside a transaction: the worker sleeps inside each unit of work and
+says which unit it is in), restarts it on the same file until it finishes, and checks that
 
 - after every kill nothing is half-applied (each stored event has its decision and its
-  outbox rows, each decision its event, each client at most one open assignment), and
+  outbox rows, each decision its event, each client at most one open assignment; what is
+  kept is a prefix of the file, and in batches a prefix of whole batches), and
 - the end state equals that of a clean run of the same file in a fresh database.
 
 SQLite (a file) always runs; PostgreSQL runs with ``CRMCORE_TEST_PG_URL`` (and must in CI).
@@ -136,26 +138,27 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
 
 def run_with_kills(
     cmd: list[str], kills: int, rng: random.Random, units: tuple[int, int], dwell: float,
-    after_kill: Callable[[], None],
+    after_kill: Callable[[int], None],
 ) -> tuple[dict[str, Any], int]:
     """Run ``cmd`` (a ``handle --dwell D --mark`` worker) until it finishes, SIGKILLing it
-    ``kills`` times; ``after_kill`` checks the state each time. Each kill waits for the
-    worker to enter its N-th unit of work (N drawn from ``units``), then a random part of
-    up to 1.5 dwells: most kills land inside that unit's transaction, some just after it.
-    Kills are placed by progress through the file, not by the clock, so a faster machine
-    or store cannot make them all miss."""
+    ``kills`` times; ``after_kill`` checks the state each time, given the last unit of work
+    the killed run entered. Each kill waits for the worker to enter its N-th unit of work
+    (N drawn from ``units``), then a random part of up to 1.5 dwells: most kills land inside
+    that unit's transaction, some just after it. Kills are placed by progress through the
+    file, not by the clock, so a faster machine or store cannot make them all miss."""
     killed = 0
     while True:
         proc = start(cmd)
         wait_ready(proc)
         if killed < kills:
-            _wait_for_unit(proc, rng.randint(*units))
+            reached = rng.randint(*units)
+            _wait_for_unit(proc, reached)
             time.sleep(rng.uniform(0.0, 1.5 * dwell))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                proc.communicate(timeout=30)
+                rest, _ = proc.communicate(timeout=30)
                 killed += 1
-                after_kill()
+                after_kill(max([reached, *(int(line.split()[1]) for line in rest.splitlines() if line.startswith("unit "))]))
                 continue
         return finish(proc), killed
 
@@ -278,13 +281,35 @@ def pg_url(pg_engine: Engine) -> str:
 
 # --- the tests ----------------------------------------------------------------------------------
 
-CLIENTS = 40
-KILLS = 4  # each after 5-30 units of work: the file has over 150
+CLIENTS = 40  # some 175 events
+KILLS = 4
 DWELL = 0.006
 
 
-def _crash_and_compare(tmp_path: Path, make_db: Callable[[], tuple[str, str | None]], seed: int) -> None:
+def _kill_units(batch: int) -> tuple[int, int]:
+    """Where a run is killed, in units of work (events with a decision) since it started.
+    One at a time: after 5-30, so 4 kills keep at most ~125 events. In batches: inside the
+    run's second batch (past the 25 units of its first but for the few lines that make no
+    unit: duplicates, the IB event), so that each kill finds one batch committed by the
+    same run and one in flight, and 4 kills keep 4 batches: 100 events."""
+    return (5, 30) if batch == 1 else (batch + 3, batch + batch // 2)
+
+
+def _check_kept(store: SqlStore, events: list[dict[str, Any]], batch: int) -> None:
+    """What a killed worker kept is a prefix of the file's events; in batches, of whole
+    batches (lines 0 to k * batch; a run starts again at line 0, so batches stay aligned)."""
+    kept = [row.id for row in _rows(store.engine, sa.select(store.t.events.c.id).order_by(store.t.events.c.seq))]
+    assert kept == distinct_ids(events)[: len(kept)], "what was kept is not a prefix of the file"
+    if batch > 1:
+        whole = [distinct_ids(events[:end]) for end in range(0, len(events) + batch, batch)]
+        assert kept in whole, f"{len(kept)} events kept: a batch was half-applied"
+
+
+def _crash_and_compare(
+    tmp_path: Path, make_db: Callable[[], tuple[str, str | None]], seed: int, batch: int = 1,
+) -> None:
     events = generate_events(seed, CLIENTS)
+    ids = distinct_ids(events)
     path = write_events(tmp_path / "events.jsonl", events)
     last = max(datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in events)
     finish_at = iso(last)
@@ -292,25 +317,32 @@ def _crash_and_compare(tmp_path: Path, make_db: Callable[[], tuple[str, str | No
     clean_url, clean_schema = make_db()
     SqlStore(crash_url, schema=crash_schema).close()  # migrate once, before any kill
     SqlStore(clean_url, schema=clean_schema).close()
-    extra = ("--events", str(path), "--finish-at", finish_at)
+    extra = ("--events", str(path), "--finish-at", finish_at, *(("--batch", str(batch)) if batch > 1 else ()))
 
     # the clean run, alongside the crashing one (another database, no kills)
     clean = start(worker_cmd("handle", clean_url, clean_schema, SPEC_RULES, *extra))
 
     crash_store = SqlStore(crash_url, schema=crash_schema)
     progress: list[dict[str, int]] = []
+
+    def after_kill(reached: int) -> None:
+        progress.append(check_atomic(crash_store))
+        _check_kept(crash_store, events, batch)
+        done = progress[-1]["decisions"] - (progress[-2]["decisions"] if len(progress) > 1 else 0)
+        assert done <= reached, f"{done} events kept by a run that entered {reached} units of work"
+        if batch > 1:  # the kill came before the batch in flight committed: its work was undone
+            assert done < reached, f"the kill after unit {reached} came after a commit, not inside a batch"
+
     counts, killed = run_with_kills(
         worker_cmd("handle", crash_url, crash_schema, SPEC_RULES, *extra, "--dwell", str(DWELL), "--mark"),
-        KILLS, random.Random(seed), units=(5, 30), dwell=DWELL,
-        after_kill=lambda: progress.append(check_atomic(crash_store)),
+        KILLS, random.Random(seed), units=_kill_units(batch), dwell=DWELL, after_kill=after_kill,
     )
     clean_counts = finish(clean)
     assert killed == KILLS, f"the worker finished after {killed} kills: make the file longer"
     assert [p["events"] for p in progress] == sorted(p["events"] for p in progress)
-    assert progress[-1]["events"] < len(distinct_ids(events)), "every kill came after the last event"
+    assert all(p["events"] < len(ids) for p in progress), "a kill came after the last event"
 
     clean_store = SqlStore(clean_url, schema=clean_schema)
-    ids = distinct_ids(events)
     assert clean_counts == {"handled": len(ids), "duplicate": len(events) - len(ids), "dead_lettered": 0}
     # the last run saw what the killed ones did as duplicates
     assert counts["dead_lettered"] == 0
@@ -343,6 +375,25 @@ def test_postgresql_survives_sigkill(pg_engine: Engine, pg_schemas: Callable[[],
         return url, pg_schemas()
 
     _crash_and_compare(tmp_path, make_db, seed=12)
+
+
+def test_sqlite_file_survives_sigkill_in_batches(tmp_path: Path) -> None:
+    """As ``crmcore run`` on SQLite: a transaction per batch, a savepoint per event."""
+    names = iter(["crash.db", "clean.db"])
+
+    def make_db() -> tuple[str, str | None]:
+        return f"sqlite:///{tmp_path / next(names)}", None
+
+    _crash_and_compare(tmp_path, make_db, seed=13, batch=25)
+
+
+def test_postgresql_survives_sigkill_in_batches(pg_engine: Engine, pg_schemas: Callable[[], str], tmp_path: Path) -> None:
+    url = pg_url(pg_engine)
+
+    def make_db() -> tuple[str, str | None]:
+        return url, pg_schemas()
+
+    _crash_and_compare(tmp_path, make_db, seed=14, batch=25)
 
 
 def wait_for_lines(path: Path, n: int, timeout: float = 30) -> None:

@@ -501,3 +501,58 @@ def test_a_held_write_of_an_outer_unit_fails_the_outer_unit_not_an_inner_one(pg_
         store.put_scores("c1", {"lead": 2}, {"lead": None})
     assert store.scores("c1") == ({"lead": 2}, {"lead": None})
     store.close()
+
+
+# --- constructing a SqlStore ------------------------------------------------------------------
+
+def test_the_sql_store_and_the_store_errors_are_exported() -> None:
+    import crmcore
+    import crmcore.storage
+    from crmcore.storage import SchemaVersionError, SqlStore, StoreUnavailable
+    from crmcore.storage.migrate import SchemaVersionError as raised_by_migrations
+    from crmcore.storage.sql import SqlStore as defined
+
+    assert SqlStore is defined is crmcore.SqlStore
+    assert SchemaVersionError is raised_by_migrations is crmcore.SchemaVersionError
+    assert StoreUnavailable is crmcore.StoreUnavailable
+    assert {"SqlStore", "SchemaVersionError", "StoreUnavailable"} <= set(crmcore.storage.__all__) & set(crmcore.__all__)
+
+
+@pytest.mark.parametrize("kind", ["text", "URL", "Engine"])
+def test_a_sql_store_takes_a_url_as_text_a_url_object_or_an_engine(tmp_path: Any, kind: str) -> None:
+    import sqlalchemy as sa
+
+    from crmcore.storage import SqlStore
+
+    text = f"sqlite:///{tmp_path / 'crm.db'}"
+    url = {"text": text, "URL": sa.make_url(text), "Engine": sa.create_engine(text)}[kind]
+    store = SqlStore(url)  # type: ignore[arg-type]
+    with store.unit_of_work():
+        store.put_client(record("c1", "DE"))
+    assert store.client("c1") == record("c1", "DE")
+    store.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///{tmp}/crm.db"])
+def test_a_schema_on_sqlite_is_refused_saying_to_use_a_prefix(tmp_path: Any, url: str) -> None:
+    from crmcore.storage import SqlStore
+
+    with pytest.raises(ValueError, match=r"schema 'crm': SQLite has no such schema .* table prefix instead"):
+        SqlStore(url.format(tmp=tmp_path), schema="crm")
+
+
+def test_a_schema_on_sqlite_may_be_a_database_the_host_attached(tmp_path: Any) -> None:
+    """On SQLite a schema is an attached database: the tables go into that file."""
+    import sqlalchemy as sa
+
+    from crmcore.storage import SqlStore
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'host.db'}")
+    sa.event.listen(engine, "connect", lambda dbapi, _: dbapi.execute(f"ATTACH DATABASE '{tmp_path / 'crm.db'}' AS crm"))
+    store = SqlStore(engine, schema="crm")
+    with store.unit_of_work():
+        store.put_client(record("c1", "DE"))
+    assert store.client("c1") == record("c1", "DE")
+    assert "crm_clients" in sa.inspect(engine).get_table_names(schema="crm")
+    assert sa.inspect(engine).get_table_names() == []
+    store.close()

@@ -21,8 +21,7 @@ from crmcore.rules import (
     load_rules,
     loads,
 )
-from crmcore.storage import MemoryStore, Store
-from crmcore.storage.sql import SqlStore
+from crmcore.storage import MemoryStore, SchemaVersionError, SqlStore, Store, StoreUnavailable
 from crmcore.views import PermissionDenied, View
 
 __version__ = "0.1.0"
@@ -48,8 +47,10 @@ __all__ = [
     "Result",
     "RuleError",
     "RuleSet",
+    "SchemaVersionError",
     "SqlStore",
     "Store",
+    "StoreUnavailable",
     "View",
     "__version__",
     "kpi",

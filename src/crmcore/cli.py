@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if rules is None:
         return 1
     events = _events_file(args.events)
-    store = _open_store(args.db, create=True)
+    store = _open_store(args, create=True)
     engine = Engine(rules, store=store)
     known_letters = len(store.dead_letters())
     decisions: TextIO | None = None
@@ -361,12 +361,15 @@ def _sqlite_file_missing(url: URL) -> bool:
 
 @contextlib.contextmanager
 def _database_errors(url: URL) -> Iterator[None]:
-    """Turn a driver that is missing or a database that cannot be reached into a one-line error."""
+    """Turn a driver that is missing, a database that cannot be reached, or a --schema or
+    --prefix the store refuses (a ``ValueError`` saying why) into a one-line error."""
     import sqlalchemy as sa
 
     shown = url.render_as_string(hide_password=True)
     try:
         yield
+    except ValueError as error:
+        raise _Failure(str(error)) from None
     except ModuleNotFoundError as error:
         extra = " (pip install 'crmcore[postgres]')" if url.get_backend_name() == "postgresql" else ""
         raise _Failure(f"{shown}: the database driver is not installed: {error.name}{extra}") from None
@@ -377,19 +380,27 @@ def _database_errors(url: URL) -> Iterator[None]:
         raise _Failure(f"{shown}: {reason}") from None
 
 
-def _open_store(db: str, *, create: bool = False) -> SqlStore:
-    """The SqlStore of ``--db`` (its tables created in an empty database). Only commands that
-    write events (``create``) may start a new SQLite file; for the others a file that is not
-    there is a typo to report, not a database to make."""
-    from crmcore.storage.migrate import SchemaVersionError
-    from crmcore.storage.sql import SqlStore
+def _add_database(parser: argparse.ArgumentParser, default: str = _DEFAULT_DB, help: str | None = None) -> None:
+    """``--db`` and where crmcore's tables are in it (``--schema``, ``--prefix``): every
+    command that opens a database takes all three, so that it finds the tables
+    ``crmcore db upgrade --schema S --prefix P`` made."""
+    parser.add_argument("--db", default=default, metavar="URL", help=help or f"the database (default {default})")
+    parser.add_argument("--schema", metavar="S", help="the schema of crmcore's tables (PostgreSQL)")
+    parser.add_argument("--prefix", default="crm_", metavar="P", help="the prefix of their names (default crm_)")
 
-    url = _db_url(db)
+
+def _open_store(args: argparse.Namespace, *, create: bool = False) -> SqlStore:
+    """The SqlStore of ``--db``, ``--schema`` and ``--prefix`` (its tables created in an empty
+    database). Only commands that write events (``create``) may start a new SQLite file; for
+    the others a file that is not there is a typo to report, not a database to make."""
+    from crmcore.storage import SchemaVersionError, SqlStore
+
+    url = _db_url(args.db)
     if not create and _sqlite_file_missing(url):
-        raise _Failure(f"{db}: no such database file (crmcore run or crmcore demo makes one)")
+        raise _Failure(f"{args.db}: no such database file (crmcore run or crmcore demo makes one)")
     with _database_errors(url):
         try:
-            return SqlStore(url.render_as_string(hide_password=False))
+            return SqlStore(url, schema=args.schema, prefix=args.prefix)
         except SchemaVersionError as error:
             raise _Failure(str(error)) from None
 
@@ -461,7 +472,7 @@ def cmd_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if rules is None:
         return 1
     now = _moment(args.now)
-    engine = Engine(rules, store=_open_store(args.db))
+    engine = Engine(rules, store=_open_store(args))
     try:
         decisions = engine.scan(now)
     except RuleError as error:  # a condition trigger SQL cannot express: named, with a caret
@@ -484,7 +495,7 @@ def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from crmcore.serialize import jsonable
     from crmcore.views import PermissionDenied, View
 
-    store = _open_store(args.db)
+    store = _open_store(args)
     now = _moment(args.now)
     try:
         entries = View(store, args.viewer).queue(args.name, desk=args.desk, now=now)
@@ -562,7 +573,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(f"crmcore demo: {args.clients:,} clients over 90 days into {args.db}\n")
     with _database_errors(_db_url(args.db)):
         try:
-            run = demo.run(args.clients, url, seed=args.seed, progress=err if err.isatty() else None, force=args.force)
+            run = demo.run(args.clients, url, seed=args.seed, progress=err if err.isatty() else None, force=args.force,
+                           schema=args.schema, prefix=args.prefix)
         except demo.DemoError as error:
             raise _Failure(str(error)) from None
     demo.render(run, out)
@@ -592,7 +604,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from crmcore.report import dashboard, html_report
 
-    store = _open_store(args.db)
+    store = _open_store(args)
     latest = store.latest_event_at()
     if latest is None:
         raise _Failure(f"{args.db}: no events yet: nothing to report")
@@ -699,7 +711,7 @@ def cmd_kpi(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _kpi_errors():
         kpi.check_grouping(args.by)
         kpi.check_metrics(metrics)
-        rows = kpi.compute(_open_store(args.db), start, end, metrics, by=args.by, as_of=as_of)
+        rows = kpi.compute(_open_store(args), start, end, metrics, by=args.by, as_of=as_of)
     _report_rows(rows, out, args.format)
     return 0
 
@@ -714,7 +726,7 @@ def cmd_funnel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start, end = _when(args.start, "--from"), _when(args.end, "--to")
     as_of = _when(args.as_of, "--as-of") if args.as_of else None
     with _kpi_errors():
-        rows = funnel(_open_store(args.db), start, end, by=args.by, cohort=args.cohort, as_of=as_of)
+        rows = funnel(_open_store(args), start, end, by=args.by, cohort=args.cohort, as_of=as_of)
     _report_rows(rows, out, args.format)
     return 0
 
@@ -734,7 +746,7 @@ def cmd_leaderboard(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 1
         targets = rules.targets
     with _kpi_errors():
-        rows = leaderboard(_open_store(args.db), start, end, args.metric, by=args.by, as_of=as_of, targets=targets)
+        rows = leaderboard(_open_store(args), start, end, args.metric, by=args.by, as_of=as_of, targets=targets)
     _report_rows(rows, out, args.format)
     return 0
 
@@ -747,7 +759,7 @@ def cmd_capacity(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     as_of = _when(args.as_of, "--as-of") if args.as_of else None
     with _kpi_errors():
-        rows = capacity(_open_store(args.db), as_of=as_of, desk=args.desk)
+        rows = capacity(_open_store(args), as_of=as_of, desk=args.desk)
     _report_rows(rows, out, args.format)
     return 0
 
@@ -761,7 +773,7 @@ def _add_kpi_commands(commands: Any, formatter: type[argparse.HelpFormatter]) ->
         sub: argparse.ArgumentParser = commands.add_parser(
             name, help=summary, description=inspect.cleandoc(command.__doc__ or ""), formatter_class=formatter
         )
-        sub.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+        _add_database(sub)
         if period:
             sub.add_argument("--from", dest="start", required=True, metavar="D", help="period start, included (ISO 8601)")
             sub.add_argument("--to", dest="end", required=True, metavar="D", help="period end, excluded (ISO 8601)")
@@ -809,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", required=True, metavar="FILE", help="events, one JSON object per line")
     run.add_argument("--decisions", metavar="OUT.jsonl", help="write each event's result as one JSON line")
     run.add_argument("--strict", action="store_true", help="exit 1 when any event was dead-lettered")
-    run.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+    _add_database(run)
     run.set_defaults(run=cmd_run)
     explain = commands.add_parser(
         "explain", help="explain a client's scores, routing and triggers as JSON",
@@ -836,14 +848,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     scan.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
-    scan.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+    _add_database(scan)
     scan.add_argument("--now", metavar="T", help="the time of the scan (ISO 8601; default: the current time)")
     scan.set_defaults(run=cmd_scan)
     queue = commands.add_parser(
         "queue", help="a queue's open items", description=inspect.cleandoc(cmd_queue.__doc__ or ""), formatter_class=formatter,
     )
     queue.add_argument("name", metavar="NAME", help="the queue")
-    queue.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+    _add_database(queue)
     queue.add_argument("--desk", metavar="D", help="only this desk's items")
     queue.add_argument("--as", dest="viewer", metavar="VIEWER", help="what this agent, manager or admin may see")
     queue.add_argument("--now", metavar="T", help="the time ages are measured at (default: the current time)")
@@ -867,8 +879,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     demo.add_argument("--clients", type=int, default=2_000, metavar="N", help="clients to generate (default 2,000)")
-    demo.add_argument("--db", default="sqlite:///crmcore-demo.db", metavar="URL",
-                      help="where to process them (default sqlite:///crmcore-demo.db; a file an earlier demo made is replaced)")
+    _add_database(demo, "sqlite:///crmcore-demo.db",
+                  "where to process them (default sqlite:///crmcore-demo.db; a file an earlier demo made is replaced)")
     demo.add_argument("-o", "--output", default="crmcore-report.html", metavar="FILE",
                       help="the HTML report (default crmcore-report.html)")
     demo.add_argument("--seed", type=int, default=7, help="the generator's seed (default 7)")
@@ -878,7 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="write an HTML dashboard", description=inspect.cleandoc(cmd_report.__doc__ or ""),
         formatter_class=formatter,
     )
-    report.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
+    _add_database(report)
     report.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
     report.add_argument("--from", dest="start", metavar="D", help="the period's start (default: --to minus 30 days)")
     report.add_argument("--to", dest="end", metavar="D", help="the period's end, excluded (default: just after the latest event)")
@@ -895,23 +907,43 @@ def build_parser() -> argparse.ArgumentParser:
         sub = db_commands.add_parser(
             name, help=summary, description=inspect.cleandoc(command.__doc__ or ""), formatter_class=formatter
         )
-        sub.add_argument("--db", default=_DEFAULT_DB, metavar="URL", help=f"the database (default {_DEFAULT_DB})")
-        sub.add_argument("--schema", metavar="S", help="the schema of crmcore's tables (PostgreSQL)")
-        sub.add_argument("--prefix", default="crm_", metavar="P", help="the prefix of their names (default crm_)")
+        _add_database(sub)
         sub.set_defaults(run=command)
     return parser
 
 
+# What a database failure in the middle of a command leaves (read-only commands: nothing)
+_AFTER_DATABASE_FAILURE = {
+    "run": "nothing was half-applied (the events committed before it are kept); run the same command "
+           "again when the database is back: what was done counts as duplicates",
+    "scan": "nothing was half-applied (each client's checks commit on their own; those done before it are kept)",
+    "demo": "nothing was half-applied; run the demo again when the database is back",
+}
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one command; ``out`` and ``err`` default to stdout and stderr. Returns the exit status."""
+    import sqlalchemy as sa
+
+    from crmcore.storage import SchemaVersionError, StoreUnavailable
+
     args = build_parser().parse_args(argv)
     errors = err or sys.stderr
+    command = " ".join(["crmcore", args.command, *([args.db_command] if args.command == "db" else [])])
+    after = _AFTER_DATABASE_FAILURE.get(args.command, "nothing was changed; run the command again when the database is back")
     try:
         code: int = args.run(args, out or sys.stdout, errors)
-    except _Failure as failure:
-        errors.write(f"crmcore {args.command}: error: {failure}\n")
-        return 1
-    return code
+    except (_Failure, SchemaVersionError) as failure:
+        message = str(failure)
+    except StoreUnavailable as failure:  # the engine's own: the database failed, not the input
+        message = f"{failure}; {after}"
+    except sa.exc.DBAPIError as failure:  # a query outside a unit of work (KPIs, reports) failed
+        reason = str(failure.orig).strip().splitlines()[0] if failure.orig is not None else str(failure)
+        message = f"the database failed: {reason}; {after}"
+    else:
+        return code
+    errors.write(f"{command}: error: {message}\n")
+    return 1
 
 
 def entry() -> None:

@@ -79,41 +79,43 @@ class DemoError(CrmError):
 
 
 _MARK = "demo"
-"""The key of ``crm_meta`` that says a database is the demo's own (so it may be emptied)."""
+"""The key of the ``meta`` table (``crm_meta``) that says a database is the demo's own (so it may be emptied)."""
 
 
-def _made_by_demo(path: Path) -> bool:
+def _made_by_demo(path: Path, prefix: str) -> bool:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-            return connection.execute("SELECT 1 FROM crm_meta WHERE key = ?", (_MARK,)).fetchone() is not None
+            table = '"' + f"{prefix}meta".replace('"', '""') + '"'
+            return connection.execute(f"SELECT 1 FROM {table} WHERE key = ?", (_MARK,)).fetchone() is not None
     except sqlite3.Error:
         return False
 
 
-def _fresh(db: str, *, force: bool) -> None:
+def _fresh(db: str, *, force: bool, schema: str | None, prefix: str) -> None:
     """Get ``db`` ready for a run: a SQLite file of an earlier demo (or any, with ``force``) is
     removed; a file that is something else, or another database that holds events, is
     refused — the demo never empties what it did not make."""
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         path = Path(db.removeprefix("sqlite:///"))
-        if path.exists() and path.stat().st_size and not force and not _made_by_demo(path):
+        if path.exists() and path.stat().st_size and not force and not _made_by_demo(path, prefix):
             raise DemoError(f"{path}: not a database the demo made, and the demo starts from an empty one: "
                             "give another --db, or --force to replace this file")
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    if SqlStore(db).latest_event_at() is not None:
+    if SqlStore(db, schema=schema, prefix=prefix).latest_event_at() is not None:
         raise DemoError(f"{db}: holds events already; the demo needs an empty database (it never empties one)")
 
 
 def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, days: int = 90,
-        progress: TextIO | None = None, force: bool = False) -> Demo:
-    """Generate, process and scan into ``db``: a fresh SQLite file by default (a file an
+        progress: TextIO | None = None, force: bool = False, schema: str | None = None, prefix: str = "crm_") -> Demo:
+    """Generate, process and scan into ``db`` (crmcore's tables in ``schema``, named
+    ``prefix + name``, as :class:`SqlStore`): a fresh SQLite file by default (a file an
     earlier demo made is replaced; any other is refused unless ``force``), or an empty
     database of another kind. Raises :class:`DemoError` for a database it must not use."""
-    _fresh(db, force=force)
+    _fresh(db, force=force, schema=schema, prefix=prefix)
     rules = demo_rules()
-    store = SqlStore(db)
+    store = SqlStore(db, schema=schema, prefix=prefix)
     with store.engine.begin() as connection:  # the mark that lets a later demo replace it
         connection.execute(sa.insert(store.t.meta).values(key=_MARK, value=f"crmcore demo, seed {seed}"))
     engine = Engine(rules, store=store)

@@ -31,7 +31,7 @@ from crmcore.storage.records import (
     QueueItem,
 )
 
-__all__ = ["DuplicateEvent", "Store", "StoreUnavailable"]
+__all__ = ["DuplicateEvent", "SchemaVersionError", "Store", "StoreUnavailable"]
 
 
 class StoreUnavailable(CrmError):
@@ -39,6 +39,16 @@ class StoreUnavailable(CrmError):
     connection): nothing of the unit of work was kept. The engine does not dead-letter the
     event — it was not the event's fault — but raises, so that the host retries; handling
     the same events again is safe (idempotent by id)."""
+
+
+class SchemaVersionError(CrmError):
+    """The database holds crmcore tables at another revision than this crmcore expects
+    (defined here, not in :mod:`~crmcore.storage.migrate`, so that importing it needs no Alembic)."""
+
+    def __init__(self, message: str, *, found: str | None, expected: str) -> None:
+        super().__init__(message)
+        self.found = found
+        self.expected = expected
 
 
 class DuplicateEvent(Exception):

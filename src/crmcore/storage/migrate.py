@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from crmcore.rules.diagnostics import CrmError
+from crmcore.storage.base import SchemaVersionError
 from crmcore.storage.schema import SCHEMA_VERSION, tables
 
 __all__ = [
@@ -51,15 +51,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 DEFAULT_PREFIX = "crm_"
 
 Bind = sa.Engine | sa.Connection | sa.URL | str
-
-
-class SchemaVersionError(CrmError):
-    """The database holds crmcore tables at another revision than this crmcore expects."""
-
-    def __init__(self, message: str, *, found: str | None, expected: str) -> None:
-        super().__init__(message)
-        self.found = found
-        self.expected = expected
 
 
 def version_table(prefix: str = DEFAULT_PREFIX) -> str:
@@ -92,20 +83,40 @@ def _display(url: sa.URL) -> str:
 
 
 @contextmanager
-def _connect(bind: Bind) -> Iterator[sa.Connection]:
+def _connect(bind: Bind, schema: str | None) -> Iterator[sa.Connection]:
     """A connection on ``bind``; an engine made here from a URL is disposed of afterwards."""
     if isinstance(bind, sa.Connection):
+        _check_schema(bind, schema)
         yield bind
     elif isinstance(bind, sa.Engine):
         with bind.connect() as connection:
+            _check_schema(connection, schema)
             yield connection
     else:
         engine = sa.create_engine(bind)
         try:
             with engine.connect() as connection:
+                _check_schema(connection, schema)
                 yield connection
         finally:
             engine.dispose()
+
+
+def _check_schema(connection: sa.Connection, schema: str | None) -> None:
+    """On SQLite a schema is an attached database: refuse one the connection does not have
+    with what to do (SQLite itself would only say 'unknown database')."""
+    if schema is None or connection.dialect.name != "sqlite":
+        return
+    began = not connection.in_transaction()
+    attached = {row[1] for row in connection.exec_driver_sql("PRAGMA database_list")}
+    if began:  # end the transaction the PRAGMA began: the caller may begin its own
+        connection.rollback()
+    if schema not in attached:
+        raise ValueError(
+            f"schema {schema!r}: SQLite has no such schema (on SQLite a schema is a database the "
+            f"connection has ATTACHed); keep crmcore's tables apart with a table prefix instead "
+            f"(prefix= in Python, --prefix on the command line)"
+        )
 
 
 def _current(connection: sa.Connection, schema: str | None, prefix: str) -> str | None:
@@ -128,7 +139,7 @@ def _present_tables(connection: sa.Connection, schema: str | None, prefix: str) 
 
 def current_version(bind: Bind, *, schema: str | None = None, prefix: str = DEFAULT_PREFIX) -> str | None:
     """The revision of crmcore's tables in the database, ``None`` when there is none."""
-    with _connect(bind) as connection:
+    with _connect(bind, schema) as connection:
         return _current(connection, schema, prefix)
 
 
@@ -183,7 +194,7 @@ def _state(connection: sa.Connection, schema: str | None, prefix: str) -> Litera
 def check_version(bind: Bind, *, schema: str | None = None, prefix: str = DEFAULT_PREFIX) -> Literal["empty", "ok"]:
     """``"ok"`` when crmcore's tables are at ``SCHEMA_VERSION``, ``"empty"`` when there are none;
     raises :class:`SchemaVersionError` (what it found, what it expects, what to run) otherwise."""
-    with _connect(bind) as connection:
+    with _connect(bind, schema) as connection:
         return _state(connection, schema, prefix)
 
 
@@ -202,7 +213,7 @@ def _lock(connection: sa.Connection, schema: str | None, prefix: str) -> None:
 
 
 def _run(bind: sa.Engine | sa.URL | str, schema: str | None, prefix: str, action: str) -> str | None:
-    with _connect(bind) as connection, connection.begin():
+    with _connect(bind, schema) as connection, connection.begin():
         _lock(connection, schema, prefix)
         if schema and connection.dialect.name == "postgresql":
             connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))

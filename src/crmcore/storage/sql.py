@@ -242,14 +242,16 @@ class _Deferred:
 class SqlStore:
     """The Store protocol in a SQL database (see the module docstring).
 
-    ``url``: a SQLAlchemy URL (default ``sqlite:///crmcore.db``) or an ``Engine``.
-    ``schema`` / ``prefix``: where crmcore's tables live in a host's database. An empty
-    database gets crmcore's tables (the migrations, to the current version); a database at
-    another version is refused with :class:`~crmcore.storage.migrate.SchemaVersionError`.
+    ``url``: a SQLAlchemy URL (text or ``sqlalchemy.URL``; default ``sqlite:///crmcore.db``)
+    or an ``Engine``. ``schema`` / ``prefix``: where crmcore's tables live in a host's
+    database (on SQLite a schema is a database the host's engine ATTACHes; any other is
+    refused with ``ValueError``: use ``prefix``). An empty database gets crmcore's tables
+    (the migrations, to the current version); a database at another version is refused
+    with :class:`~crmcore.storage.base.SchemaVersionError`.
     """
 
     def __init__(
-        self, url: str | Engine = "sqlite:///crmcore.db", *, schema: str | None = None, prefix: str = "crm_"
+        self, url: str | sa.URL | Engine = "sqlite:///crmcore.db", *, schema: str | None = None, prefix: str = "crm_"
     ) -> None:
         self.engine = url if isinstance(url, Engine) else _create_engine(url)
         install_sqlite_functions(self.engine)
@@ -1033,8 +1035,9 @@ def _first_line(exc: sa.exc.DBAPIError) -> str:
     return str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
 
 
-def _create_engine(url: str) -> Engine:
-    engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+def _create_engine(url: str | sa.URL) -> Engine:
+    url = sa.make_url(url)
+    engine = sa.create_engine(url, future=True, pool_pre_ping=url.get_backend_name() != "sqlite")
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)
     return engine
