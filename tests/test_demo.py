@@ -149,3 +149,12 @@ def test_a_lead_at_the_weekend_reaches_the_desk_it_reaches_on_a_weekday(client: 
         return found
 
     assert desks("2026-02-15T02:00:00Z") == desks("2026-02-17T10:00:00Z")  # Sunday night, Tuesday morning
+
+
+def test_the_progress_bar_follows_the_simulated_clock() -> None:
+    from crmcore.demo import _progress_line
+
+    assert _progress_line("2025-12-01T00:00:00Z", 90, 0, 0.0).startswith("  [" + "." * 30 + "]   0%  day 1/90")
+    half = _progress_line("2026-01-15T00:00:00Z", 90, 1000, 2.0)
+    assert half == "  [" + "#" * 15 + "." * 15 + "]  50%  day 46/90  1,000 events (500/s)"
+    assert "[" + "#" * 30 + "] 100%  day 90/90" in _progress_line("2026-03-01T00:00:00Z", 90, 5, 1.0)
