@@ -52,10 +52,10 @@ def test_crmcore_demo_runs_end_to_end_and_writes_the_report(tmp_path: Path) -> N
     page = report.read_text()
     assert page.startswith("<!DOCTYPE html>") and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     for part in ('id="kpi-tiles"', 'id="funnel-chart"', 'id="cohort-chart"', 'id="flow-chart"', 'id="leaderboard"',
-                 'id="capacity"', 'id="kpis-by-desk"', 'id="queues"'):
+                 'id="capacity"', 'id="kpis-by-desk"', 'id="acquisition"', 'id="queues"'):
         assert part in page, part
     assert "FTD funnel (registered in the 90 days before the period end)" in page  # as the terminal says
-    for heading in ("funnel of the clients registered in the 90 days", "KPIs by desk, February 2026",
+    for heading in ("funnel of the clients registered in the 90 days", "KPIs by desk, February 2026", "acquisition by source",
                     "leaderboard: FTDs per sales agent, February 2026", "capacity per desk at 2026-03-01"):
         assert heading in out, heading
     # the database is there for the views and the report command

@@ -583,6 +583,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for title, rows in (
         (f"funnel of the clients registered in the {FUNNEL_DAYS} days", data["funnel"]),
         (f"KPIs by desk, {month}", data["kpis"]),
+        (f"acquisition by source, {month}: campaign cost per FTD (cpa)", data["acquisition"]),
         (f"leaderboard: FTDs per sales agent, {month}, against the monthly target", data["leaderboard"][:10]),
         (f"capacity per desk at {demo.END:%Y-%m-%d}", data["capacity"]),
     ):

@@ -27,6 +27,7 @@ TOTALS = ("registrations", "ftd_count", "ftd_conversion_rate", "avg_time_to_ftd_
           "active_clients", "churn_rate", "first_contact_sla_rate", "cpa")
 BY_DESK = ("registrations", "ftd_count", "ftd_conversion_rate", "net_deposits", "revenue", "active_clients",
            "first_contact_sla_rate")
+BY_SOURCE = ("registrations", "ftd_count", "ftd_conversion_rate", "cpa")
 FUNNEL_DAYS = 90
 FLOW_WEEKS = 13
 
@@ -55,6 +56,7 @@ def dashboard(store: Store, start: datetime, end: datetime, *, as_of: datetime |
         "as_of": moment,
         "totals": totals,
         "kpis": kpi.compute(store, start, end, BY_DESK, by="desk", as_of=moment),
+        "acquisition": kpi.compute(store, start, end, BY_SOURCE, by="source", as_of=moment),
         "funnel": funnel(store, *quarter, as_of=moment),
         "cohorts": funnel(store, *quarter, cohort="week", as_of=moment),
         "flow": weeks,
@@ -194,6 +196,7 @@ def html_report(store: Store, data: Mapping[str, Any], *, title: str = "crmcore 
     capacity = _table(data["capacity"], ["desk", "agents", "open", "capacity", "utilisation", "incoming_per_day", "agents_needed"],
                       table_id="capacity", extra={"utilisation": lambda row: _meter(row.get("utilisation"), mark=0.8)})
     by_desk = _table(data["kpis"], ["desk", *BY_DESK], table_id="kpis-by-desk")
+    by_source = _table(data["acquisition"], ["source", *BY_SOURCE], table_id="acquisition")
     period = f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (end excluded)"
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
@@ -206,6 +209,7 @@ def html_report(store: Store, data: Mapping[str, Any], *, title: str = "crmcore 
         f'<div class="grid2"><section><h2>Net deposits per week</h2>{flow}</section>'
         f"<section><h2>Leaderboard: FTDs per sales agent against target</h2>{leaderboard}</section></div>"
         f"<section><h2>KPIs per desk</h2>{by_desk}</section>"
+        f"<section><h2>Acquisition: cost per FTD by source</h2>{by_source}</section>"
         f"<section><h2>Capacity per desk</h2>{capacity}</section>"
         f'<section id="queues"><h2>Retention queues</h2>{_queues(store)}</section>'
         "</main></body></html>\n"
