@@ -1,6 +1,6 @@
 """Benchmark: ``crmcore backtest`` against running the engine twice.
 
-    python bench/backtest_bench.py                          # 100,000 registrations + 400,000 activity events
+    python bench/backtest_bench.py                          # 100,000 registrations + 500,000 activity events
     python bench/backtest_bench.py --registrations 5000     # smoke run
     python bench/backtest_bench.py --scan-every 0           # events only, no scans
 
@@ -57,13 +57,14 @@ def changed_rules() -> crmcore.RuleSet:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--registrations", type=int, default=100_000)
+    parser.add_argument("--activity", type=int, default=5, help="activity events per registration (default 5: 500,000)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--scan-every", default="1d", metavar="DURATION", help="scan interval (default 1d); 0: no scans")
     args = parser.parse_args()
     every = scan_interval(args.scan_every)
     old, new = crmcore.load_rules(RULES_DIR), changed_rules()
-    stream = make_stream(args.registrations, args.seed)
+    stream = make_stream(args.registrations, args.seed, args.activity)
     file = Path(tempfile.mkdtemp(prefix="crmcore-backtest-")) / "events.jsonl"
     with file.open("w") as out:
         for event in stream:

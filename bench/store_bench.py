@@ -89,9 +89,10 @@ def _money(rng: random.Random, low: int, high: int, places: int = 2) -> str:
     return str(Decimal(rng.randrange(low * 10**places, high * 10**places)).scaleb(-places))
 
 
-def make_stream(registrations: int, seed: int) -> list[dict[str, Any]]:
-    """Ten ``ib_updated``, then ``registrations`` registrations and 4x as many activity
-    events, interleaved (every fifth a registration), in time order, as JSON-ready dicts."""
+def make_stream(registrations: int, seed: int, activity: int = 4) -> list[dict[str, Any]]:
+    """Ten ``ib_updated``, then ``registrations`` registrations and ``activity`` times as many
+    activity events, interleaved (every ``activity + 1``-th a registration), in time order, as
+    JSON-ready dicts."""
     ib_events, regs = make_events(registrations, seed)
     rng = random.Random(seed + 1)
     out: list[dict[str, Any]] = list(ib_events)
@@ -100,9 +101,9 @@ def make_stream(registrations: int, seed: int) -> list[dict[str, Any]]:
     deposits = Counter[str]()
     n = 0
     reg_iter = iter(regs)
-    for slot in range(5 * registrations):
+    for slot in range((activity + 1) * registrations):
         at += timedelta(seconds=rng.randrange(1, 8), microseconds=rng.randrange(0, 1_000_000, 1000))
-        if slot % 5 == 0:
+        if slot % (activity + 1) == 0:
             event = dict(next(reg_iter))
             event["at"] = _iso(rng, at)  # the stream's clock, not make_events' own
             registered.append(event["client_id"])

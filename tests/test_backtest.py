@@ -51,8 +51,8 @@ def events() -> list[dict[str, Any]]:
         reg("c3", "FR", True, 2),   # 30: cold -> sales (a2 before, a1 after: the pointer moved less)
         reg("c4", "FR", False, 3),  # 0: cold -> sales (a1 before, a2 after)
         {"id": "d1", "type": "deposit", "client_id": "c3", "amount": 700, "at": "2026-03-02T10:00:00Z"},
-        {"id": "d2", "type": "deposit", "client_id": "c4", "amount": 1500, "at": "2026-03-02T10:01:00Z"},
-        {"id": "d2", "type": "deposit", "client_id": "c4", "amount": 1500, "at": "2026-03-02T10:01:00Z"},
+        {"id": "d2", "type": "deposit", "client_id": "c4", "amount": 1500, "at": "2026-03-02T10:02:00Z"},
+        {"id": "d2", "type": "deposit", "client_id": "c4", "amount": 1500, "at": "2026-03-02T10:02:00Z"},
     ]
 
 
@@ -68,8 +68,9 @@ def test_a_rule_change_is_reported_as_hand_worked() -> None:
     assert by_agent == {("sales", "a1"): (2, 1), ("sales", "a2"): (1, 1), ("senior", "s1"): (1, 2)}
     assert data["bands"]["lead"] == {"cold": {"old": 3, "new": 2, "change": -1}, "hot": {"old": 1, "new": 2, "change": 1}}
     assert data["triggers_fired"] == {"big_deposit": {"old": 1, "new": 2, "change": 1}}
-    # the scan at the last event (10:01) finds c2 (sales/a1 since 09:01) past sales' 1h SLA
-    # under OLD; under NEW c2 is at senior, which has no SLA
+    # the scan at the last event (10:02) finds c2 (sales/a1 since 09:01) past sales' 1h SLA
+    # under OLD (c3's falls due at 10:02 itself: still in time); under NEW c2 is at senior,
+    # which has no SLA
     assert data["scans"] == {"every": "1d", "count": 1}
     assert data["sla_breaches"] == {"alert": {"old": 1, "new": 0, "change": -1}}
     changes = {c["client_id"]: c for c in data["route_changes"]}
