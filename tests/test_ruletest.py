@@ -81,7 +81,7 @@ def test_every_example_rule_band_route_and_trigger_is_exercised() -> None:
 
 def test_the_test_file_shown_in_the_docs_passes(tmp_path: Path) -> None:
     doc = (ROOT / "docs" / "testing-rules.md").read_text()
-    shown = re.search(r"## A test file\n\n```yaml\n(.*?)```", doc, re.S)
+    shown = re.search(r"## A test file\n\n(?:<!--.*?-->\n)?```yaml\n(.*?)```", doc, re.S)
     assert shown is not None
     path = tmp_path / "doc_test.yaml"
     path.write_text(shown.group(1).replace("rules: ../rules", f"rules: {ROOT / 'examples' / 'rules'}"))
