@@ -114,7 +114,7 @@ def _named_desks(document: RuleFile) -> dict[str, Desk]:
     names += [rule.assign.desk for stage in ("registration", "ftd") for rule in getattr(document.routing, stage)
               if rule.assign.desk is not None]
     names += [target.desk for target in document.targets if target.desk is not None]
-    return {name: Desk(id=name) for name in dict.fromkeys(names)}
+    return {name: Desk.model_construct(id=name) for name in dict.fromkeys(names)}  # the host's names, as given
 
 
 def _field(index: int, doc: str) -> Any:
