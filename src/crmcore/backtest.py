@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from crmcore.engine import Engine, Result
 from crmcore.events import BadEvent, Event, EventError, parse_event, read_events
+from crmcore.routing.router import RoutingResult
 from crmcore.rules.model import duration_seconds
 from crmcore.rules.ruleset import RuleSet
 from crmcore.storage.memory import MemoryStore
@@ -52,7 +53,7 @@ class Replay:
     fired: Counter[str] = field(default_factory=Counter)
     sla_breaches: Counter[str] = field(default_factory=Counter)  # "alert" / "reassign"
     bands: dict[str, dict[str, str | None]] = field(default_factory=dict)  # client -> score -> band
-    routes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # client -> routing steps in order
+    routes: dict[str, list[_Routed]] = field(default_factory=dict)  # client -> routing steps in order
 
     def see(self, result: Result) -> None:
         if result.duplicate:
@@ -76,10 +77,8 @@ class Replay:
             self.sla_breaches[decision.sla_breach] += 1
         if decision.bands:
             self.bands[decision.client_id] = dict(decision.bands)
-        if decision.routing is not None:
-            self.routes.setdefault(decision.client_id, []).append(
-                {"event_id": decision.event_id, **routing_dict(decision.stage, decision.routing)}
-            )
+        if decision.routing is not None:  # kept as it is: made JSON only for the clients that differ
+            self.routes.setdefault(decision.client_id, []).append((decision.event_id, decision.stage, decision.routing))
 
     def band_counts(self) -> dict[str, Counter[str]]:
         counts: dict[str, Counter[str]] = {}
@@ -95,7 +94,18 @@ class Replay:
         return counts
 
 
-_COMPARED = ("stage", "outcome", "rule", "desk", "agent")
+_Routed = tuple[str, str | None, RoutingResult]  # (event id, routing stage, routing)
+
+
+def _compared(step: _Routed) -> tuple[Any, ...]:
+    """What makes two routing steps the same: stage, outcome, rule, desk and agent."""
+    _, stage, routing = step
+    return stage, routing.outcome, routing.rule, routing.desk, routing.agent
+
+
+def _step_dict(step: _Routed) -> dict[str, Any]:
+    event_id, stage, routing = step
+    return {"event_id": event_id, **routing_dict(stage, routing)}
 
 
 @dataclass(frozen=True)
@@ -130,8 +140,8 @@ class Backtest:
         changes = []
         for client_id in sorted(self.old.routes.keys() | self.new.routes.keys()):
             old, new = self.old.routes.get(client_id, []), self.new.routes.get(client_id, [])
-            if [tuple(s[k] for k in _COMPARED) for s in old] != [tuple(s[k] for k in _COMPARED) for s in new]:
-                changes.append(RouteChange(client_id, old, new))
+            if [_compared(step) for step in old] != [_compared(step) for step in new]:
+                changes.append(RouteChange(client_id, [_step_dict(step) for step in old], [_step_dict(step) for step in new]))
         return changes
 
     def as_dict(self) -> dict[str, Any]:
