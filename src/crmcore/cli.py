@@ -362,13 +362,15 @@ def _sqlite_file_missing(url: URL) -> bool:
 @contextlib.contextmanager
 def _database_errors(url: URL) -> Iterator[None]:
     """Turn a driver that is missing, a database that cannot be reached, or a --schema or
-    --prefix the store refuses (a ``ValueError`` saying why) into a one-line error."""
+    --prefix the store refuses (:class:`StoreConfigError`) into a one-line error."""
     import sqlalchemy as sa
+
+    from crmcore.storage.base import StoreConfigError
 
     shown = url.render_as_string(hide_password=True)
     try:
         yield
-    except ValueError as error:
+    except StoreConfigError as error:
         raise _Failure(str(error)) from None
     except ModuleNotFoundError as error:
         extra = " (pip install 'crmcore[postgres]')" if url.get_backend_name() == "postgresql" else ""

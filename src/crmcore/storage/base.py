@@ -31,7 +31,7 @@ from crmcore.storage.records import (
     QueueItem,
 )
 
-__all__ = ["DuplicateEvent", "SchemaVersionError", "Store", "StoreUnavailable"]
+__all__ = ["DuplicateEvent", "SchemaVersionError", "Store", "StoreConfigError", "StoreUnavailable"]
 
 
 class StoreUnavailable(CrmError):
@@ -39,6 +39,11 @@ class StoreUnavailable(CrmError):
     connection): nothing of the unit of work was kept. The engine does not dead-letter the
     event — it was not the event's fault — but raises, so that the host retries; handling
     the same events again is safe (idempotent by id)."""
+
+
+class StoreConfigError(CrmError, ValueError):
+    """Where the store's tables are meant to be cannot work: a table prefix of the wrong form,
+    a schema SQLite does not have. Said before anything is written."""
 
 
 class SchemaVersionError(CrmError):

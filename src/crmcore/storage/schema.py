@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from crmcore.storage.base import StoreConfigError
+
 __all__ = ["SCHEMA_VERSION", "Money", "Tables", "UtcDateTime", "tables"]
 
 SCHEMA_VERSION = "0001"
@@ -97,7 +99,7 @@ def tables(metadata: sa.MetaData | None = None, *, prefix: str = "crm_") -> Tabl
     ``prefix``: letters, digits and underscores, starting with a letter, at most 24
     characters (the longest index name must stay within PostgreSQL's 63)."""
     if not _PREFIX.fullmatch(prefix):
-        raise ValueError(
+        raise StoreConfigError(
             f"table prefix {prefix!r}: use letters, digits and '_', starting with a letter, "
             "at most 24 characters (e.g. 'crm_')"
         )
