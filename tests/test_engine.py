@@ -784,6 +784,18 @@ def test_batches_with_savepoints_decide_exactly_as_one_event_at_a_time(rules: Ru
     assert sorted(sent(engine)) == sorted(sent(one_by_one))
 
 
+def test_a_batch_takes_events_one_at_a_time_so_a_generator_sees_what_came_before(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+
+    def calls() -> Any:  # the caller is whoever holds the client when the call comes
+        yield reg("c1", language="en")
+        yield ev("contact", "c1", at(10), "k1", agent_id=holder(engine, "c1"), channel="call", outcome="reached")
+
+    summary = engine.handle_many(calls(), batch=5)
+    assert (summary.handled, summary.dead_lettered) == (2, 0)
+    assert store.assignment("c1").contacted_at == at(10)  # type: ignore[union-attr]
+
+
 def test_contact_status_follow_ups_due_and_not_contacted_since(rules: RuleSet, store: Store) -> None:
     engine = engine_for(rules, store)
     engine.handle_many([

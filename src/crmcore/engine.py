@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -313,21 +313,23 @@ class Engine:
         which saves a commit per event (a batch holds the routing lock from its start, so
         batched workers on PostgreSQL take turns). ``progress`` sees each result once its batch is
         committed; the outbox is delivered after a batch commits, at least every 1,000
-        events and at the end."""
+        events and at the end. ``events`` is read one event at a time, as each is handled:
+        a generator that reads the store sees the events before it applied, in a batch too."""
         size = max(1, batch if batch is not None else getattr(self.store, "batch_size", 1))
         summary = BatchSummary()
         latest: datetime | None = None
         since_delivery = 0
         iterator = iter(events)
-        while chunk := list(islice(iterator, size)):
+        for first in iterator:
             if size == 1:
-                handled = [self._handle(chunk[0])]
+                handled = [self._handle(first)]
             else:
                 with self.store.unit_of_work():
                     # lock order: a batch may route at any of its events, after it has locked
                     # clients' rows; the routing lock first keeps batched workers deadlock-free
                     self.store.lock_routing()
-                    handled = [self._handle(event) for event in chunk]
+                    # taken one at a time: an event made from the store sees the batch so far
+                    handled = [self._handle(event) for event in chain((first,), islice(iterator, size - 1))]
             for result, at in handled:
                 summary.count(result)
                 if keep_results:
@@ -336,7 +338,7 @@ class Engine:
                     progress(result)
                 if at is not None and (latest is None or at > latest):
                     latest = at
-            since_delivery += len(chunk)
+            since_delivery += len(handled)
             if since_delivery >= _DELIVER_EVERY and latest is not None:
                 self._deliver_all(latest)
                 since_delivery = 0

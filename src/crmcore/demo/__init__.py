@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 
 from crmcore.demo.generate import END, events
-from crmcore.engine import BatchSummary, Engine
+from crmcore.engine import BatchSummary, Engine, Result
 from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import RuleSet
@@ -52,26 +52,17 @@ class Demo:
     seconds: float
 
 
-def _with_callers(engine: Engine, stream: Iterable[dict[str, Any]], chunk: int = 200) -> Iterator[list[dict[str, Any]]]:
-    """The stream in chunks for ``handle_many``; a contact ends a chunk, so that the agent
-    who calls is the one holding the client once the events before it are handled (a call
-    to a client nobody holds is dropped)."""
-    pending: list[dict[str, Any]] = []
+def _with_callers(engine: Engine, stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The stream with each contact's caller: the agent holding the client once the events
+    before it are handled (``handle_many`` takes events one at a time, so the read sees them,
+    inside a batch too); a call to a client nobody holds is dropped."""
     for event in stream:
         if event["type"] == "contact":
-            if pending:
-                yield pending
-                pending = []
             assignment = engine.store.assignment(event["client_id"])
             if assignment is None:
                 continue
             event["agent_id"] = assignment.agent_id
-        pending.append(event)
-        if len(pending) >= chunk:
-            yield pending
-            pending = []
-    if pending:
-        yield pending
+        yield event
 
 
 class DemoError(CrmError):
@@ -120,20 +111,20 @@ def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, 
         connection.execute(sa.insert(store.t.meta).values(key=_MARK, value=f"crmcore demo, seed {seed}"))
     engine = Engine(rules, store=store)
     started = time.perf_counter()
-    total = BatchSummary()
     count = 0
     last_shown = 0.0
-    for chunk in _with_callers(engine, events(clients, days=days, seed=seed)):
-        summary = engine.handle_many(chunk, keep_results=False)
-        total.handled += summary.handled
-        total.duplicates += summary.duplicates
-        total.dead_lettered += summary.dead_lettered
-        count += len(chunk)
+
+    def counted(result: Result) -> None:
+        nonlocal count, last_shown
+        count += 1
         now = time.perf_counter()
         if progress is not None and now - last_shown > 0.5:
             last_shown = now
             progress.write(f"\r  processing events: {count:,} ({count / (now - started):,.0f}/s)")
             progress.flush()
+
+    total = engine.handle_many(_with_callers(engine, events(clients, days=days, seed=seed)),
+                               keep_results=False, progress=counted)
     if progress is not None:
         progress.write("\n")
     engine.scan(END)
