@@ -149,3 +149,10 @@ def test_a_lead_at_the_weekend_reaches_the_desk_it_reaches_on_a_weekday(client: 
         return found
 
     assert desks("2026-02-15T02:00:00Z") == desks("2026-02-17T10:00:00Z")  # Sunday night, Tuesday morning
+
+
+def test_demo_without_a_size_generates_the_default_number_of_clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crmcore.demo, "DEFAULT_CLIENTS", 4)  # the library's default, not one of the command line's own
+    code, out, err = run("demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}", "-o", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "crmcore demo: 4 clients" in out
