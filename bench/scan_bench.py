@@ -297,7 +297,9 @@ class _TimedStore(SqlStore):
             self.query_seconds += time.perf_counter() - started
 
 
-def end_to_end(url: str, schema: str | None, rules: RuleSet, candidates: set[str]) -> tuple[float, float, int, int]:
+def end_to_end(
+    url: str, schema: str | None, rules: RuleSet, candidates: set[str], batch: int | None = None,
+) -> tuple[float, float, int, int]:
     """One ``Engine(rules, store).scan(NOW)`` on the loaded data, from no firings, items, decisions
     or outbox (a ``--keep`` run starts where the first did): seconds in all and in the query,
     decisions and notifications. Once, not best of: it writes, and a second scan meets its items."""
@@ -308,7 +310,7 @@ def end_to_end(url: str, schema: str | None, rules: RuleSet, candidates: set[str
             conn.execute(table.delete())
     engine = crmcore.Engine(rules, store=store)  # writes the desk and agents: not in the time
     started = time.perf_counter()
-    decisions = engine.scan(NOW)
+    decisions = engine.scan(NOW, batch=batch)
     seconds = time.perf_counter() - started
     if store.dead_letters() or sorted(d.client_id for d in decisions) != sorted(candidates):
         raise SystemExit(f"the scan decided for {len(decisions):,} clients, not the {len(candidates):,} "
@@ -374,7 +376,7 @@ def bench(dialect: str, args: argparse.Namespace) -> None:
           f"{python_total:.1f} s for all; crmcore's SQL scan is {python_total / total_crm:.1f}x faster (goal >= 20x)")
     store.close()
     if args.end_to_end if args.end_to_end is not None else n_clients <= END_TO_END_UP_TO:
-        scan, query, n_decisions, n_notes = end_to_end(url, schema, rules, candidates)
+        scan, query, n_decisions, n_notes = end_to_end(url, schema, rules, candidates, args.scan_batch)
         visited = max(len(candidates), 1)
         print(f"Engine.scan end to end (once): {scan:.2f} s for {len(candidates):,} candidates "
               f"({n_decisions:,} decisions, {n_notes:,} notifications): its query {query:.2f} s "
@@ -399,6 +401,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=None,
                         help=f"also time Engine.scan(now) once, last (it writes); default: up to {END_TO_END_UP_TO:,} clients")
+    parser.add_argument("--scan-batch", type=int, help="Engine.scan(now, batch=N): clients per transaction "
+                        "(default: the store's, 500 on SQLite, 1 on PostgreSQL)")
     parser.add_argument("--keep", action="store_true", help="reuse the data of the last run when there is any")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--schema", default=PG_SCHEMA)

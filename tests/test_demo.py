@@ -158,3 +158,10 @@ def test_the_progress_bar_follows_the_simulated_clock() -> None:
     half = _progress_line("2026-01-15T00:00:00Z", 90, 1000, 2.0)
     assert half == "  [" + "#" * 15 + "." * 15 + "]  50%  day 46/90  1,000 events (500/s)"
     assert "[" + "#" * 30 + "] 100%  day 90/90" in _progress_line("2026-03-01T00:00:00Z", 90, 5, 1.0)
+
+
+def test_demo_without_a_size_generates_the_default_number_of_clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crmcore.demo, "DEFAULT_CLIENTS", 4)  # the library's default, not one of the command line's own
+    code, out, err = run("demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}", "-o", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "crmcore demo: 4 clients" in out

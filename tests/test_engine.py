@@ -651,6 +651,28 @@ def test_a_failing_sla_check_is_dead_lettered_and_the_scan_goes_on(rules: RuleSe
     assert holder(engine, "c1") == "a1" and store.assignment("c1").breached_at is None  # type: ignore[union-attr]
 
 
+def test_a_client_failing_in_a_batched_scan_is_dead_lettered_alone_and_the_others_are_kept(
+    rules: RuleSet, store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = engine_for(rules, store)
+    for cid in ("c1", "c2", "c3"):  # the trigger `keen` holds for each: the scan visits them
+        engine.handle_many([reg(cid, language="en"), *(ev("email_clicked", cid, at(k), f"click-{cid}-{k}") for k in (1, 2))])
+    put = store.put_queue_item
+
+    def failing(item: QueueItem) -> None:  # c2 fails after its firing and item were written
+        put(item)
+        if item.client_id == "c2":
+            raise RuntimeError("c2 cannot be queued")
+
+    monkeypatch.setattr(store, "put_queue_item", failing)
+    now = at(hours=1)  # before any first-contact SLA is due
+    decisions = engine.scan(now, batch=3)
+    assert [d.client_id for d in decisions] == ["c1", "c3"]
+    assert [letter.event_id for letter in engine.dead_letters()] == [f"scan:{now.isoformat()}:c2"]
+    assert [store.last_fired(cid, "keen") for cid in ("c1", "c2", "c3")] == [now, at(2), now]
+    assert {i.client_id: i.updated_at for i in store.queue_items("keen")} == {"c1": now, "c2": at(2), "c3": now}
+
+
 def test_claim_without_a_time_uses_the_latest_event_not_the_clock(rules: RuleSet, store: Store) -> None:
     engine = engine_for(rules, store)
     engine.handle(reg("p1", country="PL", language="pl"))
@@ -782,6 +804,18 @@ def test_batches_with_savepoints_decide_exactly_as_one_event_at_a_time(rules: Ru
     assert [d.as_dict() for d in store.decisions()] == [d.as_dict() for d in one_by_one.store.decisions()]
     assert [letter.event_id for letter in store.dead_letters()] == ["bad-amount", "orphan"]
     assert sorted(sent(engine)) == sorted(sent(one_by_one))
+
+
+def test_a_batch_takes_events_one_at_a_time_so_a_generator_sees_what_came_before(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+
+    def calls() -> Any:  # the caller is whoever holds the client when the call comes
+        yield reg("c1", language="en")
+        yield ev("contact", "c1", at(10), "k1", agent_id=holder(engine, "c1"), channel="call", outcome="reached")
+
+    summary = engine.handle_many(calls(), batch=5)
+    assert (summary.handled, summary.dead_lettered) == (2, 0)
+    assert store.assignment("c1").contacted_at == at(10)  # type: ignore[union-attr]
 
 
 def test_contact_status_follow_ups_due_and_not_contacted_since(rules: RuleSet, store: Store) -> None:

@@ -566,6 +566,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from crmcore import demo
     from crmcore.report import FUNNEL_DAYS, dashboard, html_report
 
+    if args.clients is None:
+        args.clients = demo.DEFAULT_CLIENTS
     if not args.clients > 0:
         raise _Failure(f"--clients {args.clients}: give a positive number of clients")
     report = Path(args.output)
@@ -881,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the whole product on a synthetic broker", description=inspect.cleandoc(cmd_demo.__doc__ or ""),
         formatter_class=formatter,
     )
-    demo.add_argument("--clients", type=int, default=2_000, metavar="N", help="clients to generate (default 2,000)")
+    demo.add_argument("--clients", type=int, metavar="N", help="clients to generate (default 3,000: crmcore.demo.DEFAULT_CLIENTS)")
     _add_database(demo, "sqlite:///crmcore-demo.db",
                   "where to process them (default sqlite:///crmcore-demo.db; a file an earlier demo made is replaced)")
     demo.add_argument("-o", "--output", default="crmcore-report.html", metavar="FILE",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -313,21 +313,23 @@ class Engine:
         which saves a commit per event (a batch holds the routing lock from its start, so
         batched workers on PostgreSQL take turns). ``progress`` sees each result once its batch is
         committed; the outbox is delivered after a batch commits, at least every 1,000
-        events and at the end."""
+        events and at the end. ``events`` is read one event at a time, as each is handled:
+        a generator that reads the store sees the events before it applied, in a batch too."""
         size = max(1, batch if batch is not None else getattr(self.store, "batch_size", 1))
         summary = BatchSummary()
         latest: datetime | None = None
         since_delivery = 0
         iterator = iter(events)
-        while chunk := list(islice(iterator, size)):
+        for first in iterator:
             if size == 1:
-                handled = [self._handle(chunk[0])]
+                handled = [self._handle(first)]
             else:
                 with self.store.unit_of_work():
                     # lock order: a batch may route at any of its events, after it has locked
                     # clients' rows; the routing lock first keeps batched workers deadlock-free
                     self.store.lock_routing()
-                    handled = [self._handle(event) for event in chunk]
+                    # taken one at a time: an event made from the store sees the batch so far
+                    handled = [self._handle(event) for event in chain((first,), islice(iterator, size - 1))]
             for result, at in handled:
                 summary.count(result)
                 if keep_results:
@@ -336,7 +338,7 @@ class Engine:
                     progress(result)
                 if at is not None and (latest is None or at > latest):
                     latest = at
-            since_delivery += len(chunk)
+            since_delivery += len(handled)
             if since_delivery >= _DELIVER_EVERY and latest is not None:
                 self._deliver_all(latest)
                 since_delivery = 0
@@ -734,13 +736,14 @@ class Engine:
 
     # --- time: SLA checks ---------------------------------------------------------------------
 
-    def scan(self, now: datetime | str | float) -> list[Decision]:
+    def scan(self, now: datetime | str | float, *, batch: int | None = None) -> list[Decision]:
         """Time-based checks at ``now``: every open assignment whose first-contact SLA has
         passed without a contact by its agent is a breach — ``alert`` notifies the agent's
         manager (the desk's managers when the agent has none), ``reassign`` also routes the
         client again without the agent who breached. Each breach is acted on once. Then the
-        condition triggers of every client (see ``_scan_triggers``). ``now``: an aware
-        datetime, ISO 8601 text or epoch seconds."""
+        condition triggers of every client (see ``_scan_triggers``), ``batch`` clients per
+        transaction, a savepoint each (default: the store's ``batch_size``, as
+        ``handle_many``). ``now``: an aware datetime, ISO 8601 text or epoch seconds."""
         now = to_moment(now)
         rules = self._rules
         store = self.store
@@ -762,36 +765,52 @@ class Engine:
                 continue
             decisions.append(decision)
         if rules.condition_triggers:
-            decisions += self._scan_triggers(now, rules)
+            decisions += self._scan_triggers(now, rules, batch)
         self._deliver_all(now)
         return decisions
 
-    def _scan_triggers(self, now: datetime, rules: RuleSet) -> list[Decision]:
-        """The condition triggers of every client at ``now``, one unit of work per client:
-        firings (cooldowns allowing), queue items, notifications; items whose condition no
-        longer holds are resolved. A decision is kept for each client where a trigger fired."""
+    def _scan_triggers(self, now: datetime, rules: RuleSet, batch: int | None) -> list[Decision]:
+        """The condition triggers of every client at ``now``, each client atomic: its own unit
+        of work, or — ``batch`` clients per unit of work, as ``handle_many`` does events — a
+        savepoint each: firings (cooldowns allowing), queue items, notifications; items whose
+        condition no longer holds are resolved. A decision is kept for each client where a
+        trigger fired."""
         store = self.store
+        size = max(1, batch if batch is not None else getattr(store, "batch_size", 1))
         decisions: list[Decision] = []
-        for client_id in self._scan_candidates(now, rules):
-            scan_id = f"scan:{now.isoformat()}:{client_id}"
-            try:
+        candidates = iter(self._scan_candidates(now, rules))
+        for first in candidates:
+            if size == 1:
+                checked = [self._scan_client(first, now, rules)]
+            else:
                 with store.unit_of_work():
-                    client = store.client(client_id)  # locked: no event of the client meanwhile
-                    if client is None:  # pragma: no cover - clients are never deleted
-                        continue
-                    evaluation = self._evaluate(client, now, rules)
-                    fired = self._fire(client, evaluation, None, scan_id, now, rules)
-                    if not fired.names:
-                        continue
-                    decision = _decision(scan_id, client_id, now, "scan", rules, evaluation, "", None, fired)
-                    self._record([decision])
-            except StoreUnavailable:
-                raise
-            except Exception as exc:  # one client's failure must not stop the others
-                self._dead_letter(scan_id, json.dumps({"client_id": client_id}), f"trigger scan at {jsonable(now)}: {_reason(exc)}")
-                continue
-            decisions.append(decision)
+                    store.lock_routing()  # the lock order of a batch of events: routing, then clients
+                    checked = [self._scan_client(client_id, now, rules)
+                               for client_id in chain((first,), islice(candidates, size - 1))]
+            decisions += [decision for decision in checked if decision is not None]
         return decisions
+
+    def _scan_client(self, client_id: str, now: datetime, rules: RuleSet) -> Decision | None:
+        """One client's condition triggers at ``now``, atomic; a failure is dead-lettered."""
+        store = self.store
+        scan_id = f"scan:{now.isoformat()}:{client_id}"
+        try:
+            with store.unit_of_work():
+                client = store.client(client_id)  # locked: no event of the client meanwhile
+                if client is None:  # pragma: no cover - clients are never deleted
+                    return None
+                evaluation = self._evaluate(client, now, rules)
+                fired = self._fire(client, evaluation, None, scan_id, now, rules)
+                if not fired.names:
+                    return None
+                decision = _decision(scan_id, client_id, now, "scan", rules, evaluation, "", None, fired)
+                self._record([decision])
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # one client's failure must not stop the others
+            self._dead_letter(scan_id, json.dumps({"client_id": client_id}), f"trigger scan at {jsonable(now)}: {_reason(exc)}")
+            return None
+        return decision
 
     def _scan_candidates(self, now: datetime, rules: RuleSet) -> Iterator[str]:
         """The clients a trigger scan must visit, in registration order: where some condition

@@ -339,6 +339,8 @@ class SqlStore:
         self._q_routing = prep(sa.select(r.c.desk, r.c.pointer, r.c.current))
         lock = t.locks
         self._q_lock_routing = prep(sa.select(lock.c.name).where(lock.c.name == "routing").with_for_update())
+        m = t.meta
+        self._q_roster = prep(sa.select(m.c.value).where(m.c.key == "roster"))
         p = t.pool
         self._pool_names = tuple(col.name for col in p.columns)
         self._d_pool = prep(sa.delete(p).where(p.c.client_id == bind("cid")))
@@ -648,9 +650,8 @@ class SqlStore:
     # --- agents, desks, IBs -------------------------------------------------------------------
 
     def _roster_version(self) -> Any:
-        m = self.t.meta
-        row = self._one(sa.select(m.c.value).where(m.c.key == "roster"))
-        return None if row is None else row[0]
+        rows = self._rows(self._q_roster)
+        return rows[0][0] if rows else None
 
     def _bump_roster(self) -> None:
         # a new token, never an old one again: a cache of a rolled-back roster cannot match it
