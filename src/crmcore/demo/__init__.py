@@ -134,8 +134,8 @@ def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, 
 
     total = engine.handle_many(timed(_with_callers(engine, events(clients, days=days, seed=seed))),
                                keep_results=False, progress=counted)
-    if progress is not None:
-        progress.write("\n")
+    if progress is not None:  # the last line: every event handled
+        progress.write("\r" + _progress_line(taken, days, count, time.perf_counter() - started) + "\n")
     engine.scan(END)
     return Demo(store, engine, total, count, time.perf_counter() - started)
 
