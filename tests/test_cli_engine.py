@@ -483,7 +483,7 @@ def test_a_database_that_refuses_writes_is_a_one_line_error_of_scan(tmp_path: Pa
     code, out, err = run("scan", RULES, "--db", read_only, "--now", "2026-04-20T00:00:00Z")
     assert (code, out) == (1, "") and err.count("\n") == 1
     assert err.startswith("crmcore scan: error: SqlStore(") and "attempt to write a readonly database" in err
-    assert err.endswith("nothing was half-applied (each client's checks commit on their own; those done before it are kept)\n")
+    assert err.endswith("nothing was half-applied (each client's checks are atomic; the batches committed before it are kept)\n")
 
 
 def test_a_failing_query_of_a_view_is_a_one_line_error(tmp_path: Path) -> None:

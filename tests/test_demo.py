@@ -165,3 +165,13 @@ def test_demo_without_a_size_generates_the_default_number_of_clients(tmp_path: P
     code, out, err = run("demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}", "-o", str(tmp_path / "r.html"))
     assert code == 0, err
     assert "crmcore demo: 4 clients" in out
+
+
+def test_a_prefix_or_schema_the_store_refuses_leaves_an_earlier_demo_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    assert run("demo", "--clients", "3", "--db", f"sqlite:///{db}", "-o", str(tmp_path / "r.html"))[0] == 0
+    size = db.stat().st_size
+    for option in (["--prefix", "bad-"], ["--schema", "x"]):
+        code, _, err = run("demo", "--clients", "3", "--db", f"sqlite:///{db}", "-o", str(tmp_path / "r.html"), *option)
+        assert code == 1 and err.startswith("crmcore demo: error: "), err
+        assert db.stat().st_size == size  # not removed first

@@ -806,16 +806,31 @@ def test_batches_with_savepoints_decide_exactly_as_one_event_at_a_time(rules: Ru
     assert sorted(sent(engine)) == sorted(sent(one_by_one))
 
 
-def test_a_batch_takes_events_one_at_a_time_so_a_generator_sees_what_came_before(rules: RuleSet, store: Store) -> None:
+def test_without_read_ahead_a_batch_takes_events_one_at_a_time_so_a_generator_sees_what_came_before(
+    rules: RuleSet, store: Store,
+) -> None:
     engine = engine_for(rules, store)
 
     def calls() -> Any:  # the caller is whoever holds the client when the call comes
         yield reg("c1", language="en")
         yield ev("contact", "c1", at(10), "k1", agent_id=holder(engine, "c1"), channel="call", outcome="reached")
 
-    summary = engine.handle_many(calls(), batch=5)
+    summary = engine.handle_many(calls(), batch=5, read_ahead=False)
     assert (summary.handled, summary.dead_lettered) == (2, 0)
     assert store.assignment("c1").contacted_at == at(10)  # type: ignore[union-attr]
+
+
+def test_a_batch_reads_its_events_before_its_transaction_begins(rules: RuleSet, store: Store) -> None:
+    engine = engine_for(rules, store)
+    seen: list[datetime | None] = []
+
+    def events() -> Any:  # the host's source is never waited on while a batch holds its locks
+        for n in range(4):
+            seen.append(store.latest_event_at())
+            yield reg(f"c{n}", at(n), language="en")
+
+    engine.handle_many(events(), batch=2)
+    assert seen == [None, None, at(1), at(1)]  # each batch read whole before it began
 
 
 def test_contact_status_follow_ups_due_and_not_contacted_since(rules: RuleSet, store: Store) -> None:

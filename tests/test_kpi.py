@@ -312,6 +312,7 @@ def test_a_client_counts_at_every_stage_up_to_the_furthest_it_reached(small_rule
     assert row["funded_median_days"] == -4.0  # g1 deposited 4 days before its approval
     [earlier] = funnel(store, FEB, MAR, as_of=datetime(2026, 2, 5, 12, tzinfo=UTC))
     assert tuple(earlier[s] for s in stages) == (4, 3, 1, 1)  # g1 funded; g2's deposit is later
+    assert earlier["funded_median_days"] is None  # g1's approval (7 Feb) is after as-of: nothing to measure yet
 
 
 def test_leaderboard_breaks_ties_by_id_and_lists_idle_agents(story: Store) -> None:

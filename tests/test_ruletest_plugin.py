@@ -100,3 +100,10 @@ def test_a_flow_style_rule_test_is_collected(pytester: pytest.Pytester) -> None:
             "expect: {band: {lead: hot}}}]}\n")
     pytester.makefile(".yaml", flow_test=flow)
     run_pytest(pytester).assert_outcomes(failed=1)
+
+
+def test_other_yaml_with_a_rules_key_or_several_documents_is_left_alone(pytester: pytest.Pytester) -> None:
+    role = "kind: Role\nrules:\n  - apiGroups: ['']\n    resources: [pods]\n    verbs: [get]\n"
+    pytester.makefile(".yaml", role_test=role, multi_test="kind: Role\nrules: []\n---\nkind: RoleBinding\nsubjects: []\n")
+    pytester.makepyfile(test_a="def test_ok():\n    assert True\n")
+    run_pytest(pytester).assert_outcomes(passed=1)

@@ -204,7 +204,7 @@ triggers:
   - {name: no_login, when: 'client.stage == "funded" and days_since(coalesce(client.last_login_at, client.ftd_at)) >= 10',
      queue: at_risk, priority: 10, cooldown: 30d}
   - {name: no_trade, when: 'client.stage == "funded" and days_since(coalesce(client.last_trade_at, client.ftd_at)) >= 10',
-     queue: at_risk, priority: 5}
+     queue: at_risk, priority: 5, cooldown: 30d}
   - {name: failed_withdrawal, on: withdrawal_failed, when: true, queue: at_risk, priority: 1000}
 """
 
@@ -228,11 +228,12 @@ def test_two_triggers_of_one_queue_keep_the_more_urgent_reason(store: Store) -> 
 
 def test_a_queue_item_stays_open_while_another_trigger_of_its_queue_holds(store: Store) -> None:
     engine = shared_queue_client(store)
-    engine.scan(at(days=11))
-    engine.handle(ev("trade", "t1", at(days=12), volume=1, pnl=1))  # no_trade stops; no_login still holds
+    engine.scan(at(days=11))  # both hold: the item is no_login's (10); both now in their cooldowns
+    engine.handle(ev("login", "l1", at(days=12)))  # no_login stops; no_trade (30-day cooldown too) still holds
     (item,) = store.queue_items("at_risk")
-    assert item.trigger == "no_login" and item.resolved_at is None
-    engine.handle(ev("login", "l1", at(days=13)))  # now neither holds
+    assert (item.trigger, item.priority, item.resolved_at) == ("no_trade", 5, None)  # the reason that stands now
+    assert item.opened_at == at(days=11)
+    engine.handle(ev("trade", "t1", at(days=13), volume=1, pnl=1))  # now neither holds
     assert store.queue_items("at_risk") == []
 
 
@@ -283,3 +284,23 @@ def test_the_host_resolves_an_on_trigger_item_once_dealt_with(store: Store) -> N
     (item,) = store.queue_items("at_risk", open_only=False)
     assert item.resolved_at == at(days=2)
     assert engine.resolve("c1", "at_risk") is False  # nothing open any more
+
+
+def test_open_items_follow_a_pooled_client_to_the_agent_who_claims_it(store: Store) -> None:
+    rules = crmcore.loads("""
+desks: [{id: d}]
+agents:
+  - {id: a1, desk: d, manager: m1}
+  - {id: m1, desk: d, role: manager}
+routing:
+  registration: [{name: all, when: true, assign: {desk: d, strategy: pool}}]
+triggers:
+  - {name: failed, on: deposit, when: 'event.status == "failed"', queue: chase, priority: 1}
+""")
+    engine = Engine(rules, store=store, notifier=InMemoryNotifier())
+    engine.handle(ev("client_registered", "reg", at(), country="DE"))
+    engine.handle(ev("deposit", "d1", at(1), amount="10", status="failed"))
+    assert [(i.desk, i.agent_id) for i in store.queue_items("chase")] == [("d", None)]
+    assert engine.claim("a1", "c1", at(2)) is True
+    assert [(i.desk, i.agent_id) for i in store.queue_items("chase")] == [("d", "a1")]
+    assert [t.client_id for t in engine.tasks("a1")] == ["c1"]

@@ -921,8 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
 _AFTER_DATABASE_FAILURE = {
     "run": "nothing was half-applied (the events committed before it are kept); run the same command "
            "again when the database is back: what was done counts as duplicates",
-    "scan": "nothing was half-applied (each client's checks commit on their own; those done before it are kept)",
-    "demo": "nothing was half-applied; run the demo again when the database is back",
+    "scan": "nothing was half-applied (each client's checks are atomic; the batches committed before it are kept)",
+    "demo": "nothing was half-applied; run the demo again when the database is back (on SQLite it replaces "
+            "its own file; elsewhere give it an empty database)",
 }
 
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from functools import lru_cache
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from crmcore.events import (
     AgentUpdated,
@@ -67,6 +67,8 @@ from crmcore.views import PermissionDenied, QueueEntry, Task, View
 
 __all__ = ["BatchSummary", "Engine", "EngineError", "Result"]
 
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 _DELIVER_EVERY = 1000  # handle_many delivers the outbox after this many events, and at the end
 _BACKOFF = Backoff()
 
@@ -306,6 +308,7 @@ class Engine:
         keep_results: bool = True,
         progress: Callable[[Result], object] | None = None,
         batch: int | None = None,
+        read_ahead: bool = True,
     ) -> BatchSummary:
         """Handle events in order; the batch goes on past bad ones. Each event is atomic:
         its own unit of work, or — in batches of ``batch`` events (default: the store's
@@ -313,23 +316,15 @@ class Engine:
         which saves a commit per event (a batch holds the routing lock from its start, so
         batched workers on PostgreSQL take turns). ``progress`` sees each result once its batch is
         committed; the outbox is delivered after a batch commits, at least every 1,000
-        events and at the end. ``events`` is read one event at a time, as each is handled:
-        a generator that reads the store sees the events before it applied, in a batch too."""
+        events and at the end. A batch's events are read before its transaction begins
+        (``events`` is never waited on while locks are held); with ``read_ahead=False`` they
+        are read one at a time as each is handled, so that a generator that reads the store
+        sees the batch's earlier events applied."""
         size = max(1, batch if batch is not None else getattr(self.store, "batch_size", 1))
         summary = BatchSummary()
         latest: datetime | None = None
         since_delivery = 0
-        iterator = iter(events)
-        for first in iterator:
-            if size == 1:
-                handled = [self._handle(first)]
-            else:
-                with self.store.unit_of_work():
-                    # lock order: a batch may route at any of its events, after it has locked
-                    # clients' rows; the routing lock first keeps batched workers deadlock-free
-                    self.store.lock_routing()
-                    # taken one at a time: an event made from the store sees the batch so far
-                    handled = [self._handle(event) for event in chain((first,), islice(iterator, size - 1))]
+        for handled in self._batches(events, size, self._handle, read_ahead=read_ahead):
             for result, at in handled:
                 summary.count(result)
                 if keep_results:
@@ -606,6 +601,7 @@ class Engine:
         routed = self._route(stage, client, evaluation, event_id, at, rules, ending=None, exclude=exclude)
         store.put_client(client)
         store.put_scores(client_id, evaluation.scores, evaluation.bands)
+        self._follow_client(client_id, client.get("desk_id"), client.get("agent_id"), at)
         return _decision(event_id, client_id, at, cause, rules, evaluation, stage, routed)
 
     # --- triggers -----------------------------------------------------------------------------
@@ -626,19 +622,6 @@ class Engine:
         client_id = client["id"]
         holding = set(evaluation.triggers)
         by_name = {t.name: t for t in rules.triggers}
-        queues_holding = {t.queue for t in rules.condition_triggers if t.name in holding}
-        desk, agent_id = client.get("desk_id"), client.get("agent_id")
-        open_items = {item.queue: item for item in store.client_queue_items(client_id)}
-        for queue, item in list(open_items.items()):
-            if self._stale(item, by_name, holding) and queue not in queues_holding:
-                store.put_queue_item(replace(item, resolved_at=at, updated_at=at))
-                del open_items[queue]
-            elif (item.desk, item.agent_id) != (desk, agent_id):  # items follow the client (hand-over)
-                open_items[queue] = replace(item, desk=desk, agent_id=agent_id, updated_at=at)
-                store.put_queue_item(open_items[queue])
-        candidates = [t for t in rules.condition_triggers if t.name in holding]
-        names = _event_names(event)
-        on_event = [t for t in rules.triggers if t.on is not None and t.on in names]
         scopes: list[Scope] = []  # built once, when an `on:` trigger or a priority needs it
 
         def scope() -> Scope:
@@ -646,6 +629,24 @@ class Engine:
                 scopes.append(_trigger_scope(client, evaluation, rules, event))
             return scopes[0]
 
+        open_items = {item.queue: item for item in store.client_queue_items(client_id)}
+        for queue, item in list(open_items.items()):
+            if not self._stale(item, by_name, holding):
+                continue
+            standing = [t for t in rules.condition_triggers if t.queue == queue and t.name in holding]
+            if not standing:  # no reason left: resolved
+                store.put_queue_item(replace(item, resolved_at=at, updated_at=at))
+                del open_items[queue]
+                continue
+            # another condition of the queue still holds (its cooldown may keep it from firing): it is the reason now
+            trigger, priority = max(((t, _priority(t, scope)) for t in standing), key=lambda pair: pair[1])
+            open_items[queue] = replace(item, trigger=trigger.name, priority=priority, actions=trigger.actions, updated_at=at)
+            store.put_queue_item(open_items[queue])
+        desk, agent_id = client.get("desk_id"), client.get("agent_id")
+        self._follow(open_items, desk, agent_id, at)
+        candidates = [t for t in rules.condition_triggers if t.name in holding]
+        names = _event_names(event)
+        on_event = [t for t in rules.triggers if t.on is not None and t.on in names]
         candidates += [t for t in on_event if t.when(scope()) is True]
         fired = _Fired([], [])
         agents = store.agents()
@@ -655,10 +656,7 @@ class Engine:
                 continue  # blocked by its cooldown: changes nothing
             store.put_fired(client_id, trigger.name, at)
             fired.names.append(trigger.name)
-            priority = 0.0
-            if trigger.priority is not None:
-                value = trigger.priority(scope())
-                priority = float(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else 0.0
+            priority = _priority(trigger, scope)
             if trigger.queue is not None:
                 current = open_items.get(trigger.queue)
                 if (current is not None and current.trigger != trigger.name and current.priority > priority
@@ -682,6 +680,17 @@ class Engine:
                     subject=f"{client_id}\0{trigger.name}",
                 ))
         return fired
+
+    def _follow(self, items: dict[str, QueueItem], desk: str | None, agent_id: str | None, at: datetime) -> None:
+        """Open items (by queue) move with their client to its desk and agent now: after a
+        hand-over, a reassignment or a claim, views and ``--desk`` see them where the client is."""
+        for queue, item in items.items():
+            if (item.desk, item.agent_id) != (desk, agent_id):
+                items[queue] = replace(item, desk=desk, agent_id=agent_id, updated_at=at)
+                self.store.put_queue_item(items[queue])
+
+    def _follow_client(self, client_id: str, desk: str | None, agent_id: str | None, at: datetime) -> None:
+        self._follow({item.queue: item for item in self.store.client_queue_items(client_id)}, desk, agent_id, at)
 
     @staticmethod
     def _stale(item: QueueItem, by_name: Mapping[str, Trigger], holding: set[str]) -> bool:
@@ -778,17 +787,30 @@ class Engine:
         store = self.store
         size = max(1, batch if batch is not None else getattr(store, "batch_size", 1))
         decisions: list[Decision] = []
-        candidates = iter(self._scan_candidates(now, rules))
-        for first in candidates:
-            if size == 1:
-                checked = [self._scan_client(first, now, rules)]
-            else:
-                with store.unit_of_work():
-                    store.lock_routing()  # the lock order of a batch of events: routing, then clients
-                    checked = [self._scan_client(client_id, now, rules)
-                               for client_id in chain((first,), islice(candidates, size - 1))]
+        for checked in self._batches(self._scan_candidates(now, rules), size,
+                                     lambda client_id: self._scan_client(client_id, now, rules)):
             decisions += [decision for decision in checked if decision is not None]
         return decisions
+
+    def _batches(
+        self, items: Iterable[_In], size: int, work: Callable[[_In], _Out], *, read_ahead: bool = True,
+    ) -> Iterator[list[_Out]]:
+        """``work`` on each item, each atomic by itself: alone (``size`` 1: ``work`` is its own
+        unit of work), or ``size`` items in one unit of work, each in its savepoint. A batch
+        takes the routing lock first: it may route at any item after locking clients' rows,
+        and one lock order keeps batched workers deadlock-free. ``read_ahead``: a batch's
+        items are taken before its transaction begins, else one at a time inside it."""
+        iterator = iter(items)
+        for first in iterator:
+            if size == 1:
+                yield [work(first)]
+                continue
+            rest = islice(iterator, size - 1)
+            taken = chain((first,), list(rest) if read_ahead else rest)
+            with self.store.unit_of_work():
+                self.store.lock_routing()
+                done = [work(item) for item in taken]
+            yield done  # committed
 
     def _scan_client(self, client_id: str, now: datetime, rules: RuleSet) -> Decision | None:
         """One client's condition triggers at ``now``, atomic; a failure is dead-lettered."""
@@ -880,6 +902,7 @@ class Engine:
         defaults to the latest event's time (no wall clock)."""
         store = self.store
         with store.unit_of_work():
+            store.client(client_id)  # locked (SqlStore): no event of the client reopens the item meanwhile
             if by is not None and not self.view(by).sees(client_id):
                 raise PermissionDenied(f"{by} may not see client {client_id!r}")
             item = next((i for i in store.client_queue_items(client_id) if i.queue == queue), None)
@@ -927,6 +950,7 @@ class Engine:
             assert stored is not None
             client = {**stored, "agent_id": agent_id, "desk_id": entry.desk}
             store.put_client(client)
+            self._follow_client(client_id, entry.desk, agent_id, at)
             scores, bands = store.scores(client_id) or ({}, {})
             notes = self._assigned_notes(agent, _payload(client, None, None), event_id, at, client_id, rules)
             decision = Decision(
@@ -1105,6 +1129,14 @@ def _trigger_scope(
         window=from_events(context.get("events")) if rules.uses_windows else None,
         event=event,
     )
+
+
+def _priority(trigger: Trigger, scope: Callable[[], Scope]) -> float:
+    """A firing's priority: the trigger's ``priority`` expression, 0 when it has none or it is null."""
+    if trigger.priority is None:
+        return 0.0
+    value = trigger.priority(scope())
+    return float(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else 0.0
 
 
 def _trigger_recipients(

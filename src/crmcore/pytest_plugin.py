@@ -32,31 +32,35 @@ __all__ = ["RuleTestFailed", "RuleTestFile", "RuleTestItem", "pytest_collect_fil
 _RULE_SETS = pytest.StashKey[dict[tuple[str, ...], RuleSet]]()  # one load per rule set per session
 
 
-_MENTIONS = re.compile(r"\b(rules|cases)\s*:")  # a cheap look before parsing the YAML
+_BOTH = re.compile(r"^rules\s*:.*^(cases|now)\s*:|^(cases|now)\s*:.*^rules\s*:", re.M | re.S)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RuleTestFile | None:
-    """Collect ``*_test.yaml`` (and ``*_test.yml``) files that are rule tests: a top-level
-    ``rules`` or ``cases`` key, in any YAML style — a file with only one of them (a typo in
-    the other) is collected so that its error shows, never passed over. Other YAML of that
-    name (a CI pipeline's ``deploy_test.yaml``, say) is none of crmcore's business: every
-    pytest run in an environment with crmcore installed loads this plugin. A file that is
-    not valid YAML is collected when it mentions ``rules:`` or ``cases:``."""
+    """Collect ``*_test.yaml`` (and ``*_test.yml``) files that are rule tests: a mapping
+    whose ``rules`` names rule files (a path or a list of paths) beside ``cases`` or ``now``,
+    in any YAML style — so that a mistyped ``case:`` is an error, never a silently empty run.
+    Other YAML of that name (a CI pipeline's ``deploy_test.yaml``, a Kubernetes Role's
+    ``rules:``, several documents in one file) is none of crmcore's business: every pytest
+    run in an environment with crmcore installed loads this plugin. A file that is not valid
+    YAML is collected when ``rules:`` and ``cases:`` or ``now:`` start lines of it."""
     if not is_test_file(file_path):
         return None
     try:
         text = file_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    if _MENTIONS.search(text) is None:
-        return None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
-        return RuleTestFile.from_parent(parent, path=file_path)  # its error, with the line, is the report
-    if not isinstance(data, dict) or not {"rules", "cases"} & set(data):
+        looks_like_one = _BOTH.search(text) is not None
+        return RuleTestFile.from_parent(parent, path=file_path) if looks_like_one else None
+    if not isinstance(data, dict) or not _names_rule_files(data.get("rules")) or not {"cases", "now"} & set(data):
         return None
     return RuleTestFile.from_parent(parent, path=file_path)
+
+
+def _names_rule_files(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
 
 
 class RuleTestFailed(Exception):

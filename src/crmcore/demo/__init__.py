@@ -28,6 +28,8 @@ from crmcore.engine import BatchSummary, Engine, Result
 from crmcore.rules.diagnostics import CrmError
 from crmcore.rules.loader import load_rules
 from crmcore.rules.ruleset import RuleSet
+from crmcore.storage.base import no_sqlite_schema
+from crmcore.storage.schema import tables
 from crmcore.storage.sql import SqlStore
 
 __all__ = ["DEFAULT_CLIENTS", "DEFAULT_DB", "END", "MONTH", "RULES", "Demo", "DemoError", "demo_rules", "render", "run"]
@@ -56,8 +58,8 @@ class Demo:
 
 def _with_callers(engine: Engine, stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The stream with each contact's caller: the agent holding the client once the events
-    before it are handled (``handle_many`` takes events one at a time, so the read sees them,
-    inside a batch too); a call to a client nobody holds is dropped."""
+    before it are handled (``handle_many(..., read_ahead=False)`` takes events one at a time,
+    so the read sees them, inside a batch too); a call to a client nobody holds is dropped."""
     for event in stream:
         if event["type"] == "contact":
             assignment = engine.store.assignment(event["client_id"])
@@ -87,7 +89,11 @@ def _made_by_demo(path: Path, prefix: str) -> bool:
 def _fresh(db: str, *, force: bool, schema: str | None, prefix: str) -> None:
     """Get ``db`` ready for a run: a SQLite file of an earlier demo (or any, with ``force``) is
     removed; a file that is something else, or another database that holds events, is
-    refused — the demo never empties what it did not make."""
+    refused — the demo never empties what it did not make. A prefix or schema the store
+    would refuse is refused before anything is removed."""
+    tables(prefix=prefix)  # StoreConfigError for a prefix of the wrong form
+    if schema is not None and db.startswith("sqlite"):
+        raise no_sqlite_schema(schema)  # a fresh file has none ATTACHed
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         path = Path(db.removeprefix("sqlite:///"))
         if path.exists() and path.stat().st_size and not force and not _made_by_demo(path, prefix):
@@ -133,7 +139,7 @@ def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, 
             progress.flush()
 
     total = engine.handle_many(timed(_with_callers(engine, events(clients, days=days, seed=seed))),
-                               keep_results=False, progress=counted)
+                               keep_results=False, progress=counted, read_ahead=False)
     if progress is not None:  # the last line: every event handled
         progress.write("\r" + _progress_line(taken, days, count, time.perf_counter() - started) + "\n")
     engine.scan(END)

@@ -6,8 +6,8 @@ desk; the client's source, country, IB or campaign). A client counts at a stage 
 reached that stage or a later one by as-of (the timestamp is set and not later): a deposit
 before KYC counts at both KYC stages too, so counts never rise down the funnel. Each stage
 has its conversion from the previous stage and from registration, and the time from the
-previous stage (median and nearest-rank p90, in days, over the clients with both times, this
-stage's by as-of).
+previous stage (median and nearest-rank p90, in days, over the clients with both times by
+as-of).
 
 On a SqlStore it is one query (window functions for the medians and p90s); on other
 stores, plain Python over the Store protocol (the reference the tests hold the SQL to).
@@ -85,7 +85,7 @@ def _buckets_reference(store: Store, period: Period, as_of: datetime, by: str | 
             if index == 0:
                 continue
             took = sorted((m[index + 1] - m[index]) // _MICRO for m in members  # type: ignore[operator]
-                          if _set_by(m[index + 1], as_of) and m[index] is not None)
+                          if _set_by(m[index + 1], as_of) and _set_by(m[index], as_of))
             n = len(took)
             if n == 0:
                 medians.append(None)

@@ -267,7 +267,7 @@ class _Query:
         own = [sa.and_(t.is_not(None), t <= at) for t in times]
         reached = [sa.or_(*own[i:]) for i in range(len(own))]  # a later stage implies this one: never widens
         took = [
-            sa.case((sa.and_(own[j], times[j - 1].is_not(None)), epoch_micros(times[j]) - epoch_micros(times[j - 1])))
+            sa.case((sa.and_(own[j], own[j - 1]), epoch_micros(times[j]) - epoch_micros(times[j - 1])))
             for j in (1, 2, 3)
         ]
         parts = [e for e in (bucket, key) if e is not None]

@@ -46,6 +46,15 @@ class StoreConfigError(CrmError, ValueError):
     a schema SQLite does not have. Said before anything is written."""
 
 
+def no_sqlite_schema(schema: str) -> StoreConfigError:
+    """The error for a ``schema`` that a SQLite connection has not ATTACHed."""
+    return StoreConfigError(
+        f"schema {schema!r}: SQLite has no such schema (on SQLite a schema is a database the "
+        f"connection has ATTACHed); keep crmcore's tables apart with a table prefix instead "
+        f"(prefix= in Python, --prefix on the command line)"
+    )
+
+
 class SchemaVersionError(CrmError):
     """The database holds crmcore tables at another revision than this crmcore expects
     (defined here, not in :mod:`~crmcore.storage.migrate`, so that importing it needs no Alembic)."""

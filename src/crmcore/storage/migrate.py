@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from crmcore.storage.base import SchemaVersionError, StoreConfigError
+from crmcore.storage.base import SchemaVersionError, no_sqlite_schema
 from crmcore.storage.schema import SCHEMA_VERSION, tables
 
 __all__ = [
@@ -112,11 +112,7 @@ def _check_schema(connection: sa.Connection, schema: str | None) -> None:
     if began:  # end the transaction the PRAGMA began: the caller may begin its own
         connection.rollback()
     if schema not in attached:
-        raise StoreConfigError(
-            f"schema {schema!r}: SQLite has no such schema (on SQLite a schema is a database the "
-            f"connection has ATTACHed); keep crmcore's tables apart with a table prefix instead "
-            f"(prefix= in Python, --prefix on the command line)"
-        )
+        raise no_sqlite_schema(schema)
 
 
 def _current(connection: sa.Connection, schema: str | None, prefix: str) -> str | None:
