@@ -515,7 +515,7 @@ def test_the_sql_store_and_the_store_errors_are_exported() -> None:
     assert SqlStore is defined is crmcore.SqlStore
     assert SchemaVersionError is raised_by_migrations is crmcore.SchemaVersionError
     assert StoreUnavailable is crmcore.StoreUnavailable
-    assert {"SqlStore", "SchemaVersionError", "StoreUnavailable"} <= set(crmcore.storage.__all__) & set(crmcore.__all__)
+    assert {"SqlStore", "SchemaVersionError", "StoreConfigError", "StoreUnavailable"} <= set(crmcore.storage.__all__) & set(crmcore.__all__)
 
 
 @pytest.mark.parametrize("kind", ["text", "URL", "Engine"])

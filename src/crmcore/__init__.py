@@ -21,7 +21,14 @@ from crmcore.rules import (
     load_rules,
     loads,
 )
-from crmcore.storage import MemoryStore, SchemaVersionError, SqlStore, Store, StoreUnavailable
+from crmcore.storage import (
+    MemoryStore,
+    SchemaVersionError,
+    SqlStore,
+    Store,
+    StoreConfigError,
+    StoreUnavailable,
+)
 from crmcore.views import PermissionDenied, View
 
 __version__ = "0.1.0"
@@ -50,6 +57,7 @@ __all__ = [
     "SchemaVersionError",
     "SqlStore",
     "Store",
+    "StoreConfigError",
     "StoreUnavailable",
     "View",
     "__version__",
