@@ -257,17 +257,22 @@ def test_open_items_follow_the_client_through_the_hand_over(store: Store) -> Non
     assert [e.client_id for e in engine.queue("at_risk", "retention", "m2")] == ["c1"]
 
 
-def test_a_pooled_clients_agent_and_manager_recipients_are_its_desks_managers(store: Store) -> None:
-    rules = crmcore.loads("""
-desks: [{id: d}]
+def pooled_desk(trigger: str) -> RuleSet:
+    """One desk whose leads wait in its pool for a claim (agent a1, manager m1), and ``trigger``."""
+    return crmcore.loads(f"""
+desks: [{{id: d}}]
 agents:
-  - {id: a1, desk: d, manager: m1}
-  - {id: m1, desk: d, role: manager}
+  - {{id: a1, desk: d, manager: m1}}
+  - {{id: m1, desk: d, role: manager}}
 routing:
-  registration: [{name: all, when: true, assign: {desk: d, strategy: pool}}]
+  registration: [{{name: all, when: true, assign: {{desk: d, strategy: pool}}}}]
 triggers:
-  - {name: big, on: deposit, when: true, notify: [agent, manager]}
+  - {trigger}
 """)
+
+
+def test_a_pooled_clients_agent_and_manager_recipients_are_its_desks_managers(store: Store) -> None:
+    rules = pooled_desk("{name: big, on: deposit, when: true, notify: [agent, manager]}")
     engine = Engine(rules, store=store, notifier=InMemoryNotifier())
     engine.handle(ev("client_registered", "reg", at(), country="DE"))
     engine.handle(ev("deposit", "d1", at(1), amount="10", status="failed"))
@@ -287,16 +292,7 @@ def test_the_host_resolves_an_on_trigger_item_once_dealt_with(store: Store) -> N
 
 
 def test_open_items_follow_a_pooled_client_to_the_agent_who_claims_it(store: Store) -> None:
-    rules = crmcore.loads("""
-desks: [{id: d}]
-agents:
-  - {id: a1, desk: d, manager: m1}
-  - {id: m1, desk: d, role: manager}
-routing:
-  registration: [{name: all, when: true, assign: {desk: d, strategy: pool}}]
-triggers:
-  - {name: failed, on: deposit, when: 'event.status == "failed"', queue: chase, priority: 1}
-""")
+    rules = pooled_desk("""{name: failed, on: deposit, when: 'event.status == "failed"', queue: chase, priority: 1}""")
     engine = Engine(rules, store=store, notifier=InMemoryNotifier())
     engine.handle(ev("client_registered", "reg", at(), country="DE"))
     engine.handle(ev("deposit", "d1", at(1), amount="10", status="failed"))

@@ -378,8 +378,9 @@ def _database_errors(url: URL) -> Iterator[None]:
     except sa.exc.NoSuchModuleError as error:
         raise _Failure(f"{shown}: {error}") from None
     except sa.exc.DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
-        raise _Failure(f"{shown}: {reason}") from None
+        from crmcore.storage.sql import first_line
+
+        raise _Failure(f"{shown}: {first_line(error)}") from None
 
 
 def _add_database(parser: argparse.ArgumentParser, default: str = _DEFAULT_DB, help: str | None = None) -> None:
@@ -944,8 +945,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except StoreUnavailable as failure:  # the engine's own: the database failed, not the input
         message = f"{failure}; {after}"
     except sa.exc.DBAPIError as failure:  # a query outside a unit of work (KPIs, reports) failed
-        reason = str(failure.orig).strip().splitlines()[0] if failure.orig is not None else str(failure)
-        message = f"the database failed: {reason}; {after}"
+        from crmcore.storage.sql import first_line
+
+        message = f"the database failed: {first_line(failure)}; {after}"
     else:
         return code
     errors.write(f"{command}: error: {message}\n")

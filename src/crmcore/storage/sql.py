@@ -340,7 +340,7 @@ class SqlStore:
         lock = t.locks
         self._q_lock_routing = prep(sa.select(lock.c.name).where(lock.c.name == "routing").with_for_update())
         m = t.meta
-        self._q_roster = prep(sa.select(m.c.value).where(m.c.key == "roster"))
+        self._q_meta = prep(sa.select(m.c.value).where(m.c.key == bind("key")))  # the roster token, the targets
         p = t.pool
         self._pool_names = tuple(col.name for col in p.columns)
         self._d_pool = prep(sa.delete(p).where(p.c.client_id == bind("cid")))
@@ -429,7 +429,7 @@ class SqlStore:
                     yield
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 self._forget()
-                raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
+                raise StoreUnavailable(f"{self!r}: {first_line(exc)}") from exc
             except BaseException:
                 self._forget()  # the savepoint's writes are gone: so is what was cached of them
                 raise
@@ -447,7 +447,7 @@ class SqlStore:
                     self._send(conn, deferred)
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             self._forget()
-            raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"{self!r}: {first_line(exc)}") from exc
         except BaseException:
             self._forget()  # caches may hold what was rolled back
             raise
@@ -509,7 +509,7 @@ class SqlStore:
             with self.engine.connect().execution_options(crm_deferred=True) as conn, conn.begin():
                 yield conn  # a deferred BEGIN: on SQLite a read outside a unit of work never waits for writers
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise StoreUnavailable(f"{self!r}: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"{self!r}: {first_line(exc)}") from exc
 
     def _all(self, query: Any) -> list[Any]:
         with self._using() as conn:
@@ -649,9 +649,12 @@ class SqlStore:
 
     # --- agents, desks, IBs -------------------------------------------------------------------
 
-    def _roster_version(self) -> Any:
-        rows = self._rows(self._q_roster)
+    def _meta(self, key: str) -> Any:
+        rows = self._rows(self._q_meta, {"key": key})
         return rows[0][0] if rows else None
+
+    def _roster_version(self) -> Any:
+        return self._meta("roster")
 
     def _bump_roster(self) -> None:
         # a new token, never an old one again: a cache of a rolled-back roster cannot match it
@@ -703,9 +706,8 @@ class SqlStore:
     # --- targets (JSON in the meta table) -----------------------------------------------------
 
     def targets(self) -> tuple[model.Target, ...]:
-        m = self.t.meta
-        row = self._one(sa.select(m.c.value).where(m.c.key == "targets"))
-        return () if row is None else tuple(_TARGETS.validate_json(row[0]))
+        value = self._meta("targets")
+        return () if value is None else tuple(_TARGETS.validate_json(value))
 
     def put_targets(self, targets: Sequence[model.Target]) -> None:
         if self.targets() == tuple(targets):
@@ -1031,7 +1033,8 @@ class _SqlOutbox:
         return [self._entry(r) for r in self._store._all(sa.select(o).order_by(o.c.seq))]
 
 
-def _first_line(exc: sa.exc.DBAPIError) -> str:
+def first_line(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own first line of a database error (what a person needs to read)."""
     reason = exc.orig if exc.orig is not None else exc
     return str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
 
