@@ -80,6 +80,7 @@ def test_demo_never_empties_a_database_it_did_not_make(tmp_path: Path) -> None:
     code, _, _ = run("run", str(Path(__file__).parents[1] / "examples" / "rules"), "--events",
                      str(Path(__file__).parents[1] / "examples" / "events" / "events.jsonl"), "--db", f"sqlite:///{mine}")
     assert code == 0
+    assert not Path(f"{mine}-wal").exists(), "the command left its store open: the file may change after it"
     before = mine.read_bytes()
     code, _, err = run("demo", "--clients", "5", "--db", f"sqlite:///{mine}", "-o", str(tmp_path / "r.html"))
     assert code == 1 and "not a database the demo made" in err and "--force" in err

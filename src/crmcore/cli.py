@@ -403,9 +403,11 @@ def _open_store(args: argparse.Namespace, *, create: bool = False) -> SqlStore:
         raise _Failure(f"{args.db}: no such database file (crmcore run or crmcore demo makes one)")
     with _database_errors(url):
         try:
-            return SqlStore(url, schema=args.schema, prefix=args.prefix)
+            store = SqlStore(url, schema=args.schema, prefix=args.prefix)
         except SchemaVersionError as error:
             raise _Failure(str(error)) from None
+    args.opened.callback(store.close)  # closed as the command ends (a SQLite file checkpointed)
+    return store
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -582,6 +584,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                            schema=args.schema, prefix=args.prefix)
         except demo.DemoError as error:
             raise _Failure(str(error)) from None
+    args.opened.callback(run.store.close)
     demo.render(run, out)
     data = dashboard(run.store, *demo.MONTH, as_of=demo.END)  # the targets the engine stored
     month = f"{demo.MONTH[0]:%B %Y}"
@@ -939,7 +942,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     command = " ".join(["crmcore", args.command, *([args.db_command] if args.command == "db" else [])])
     after = _AFTER_DATABASE_FAILURE.get(args.command, "nothing was changed; run the command again when the database is back")
     try:
-        code: int = args.run(args, out or sys.stdout, errors)
+        with contextlib.ExitStack() as args.opened:  # the stores the command opens
+            code: int = args.run(args, out or sys.stdout, errors)
     except (_Failure, SchemaVersionError) as failure:
         message = str(failure)
     except StoreUnavailable as failure:  # the engine's own: the database failed, not the input

@@ -102,7 +102,9 @@ def _fresh(db: str, *, force: bool, schema: str | None, prefix: str) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    if SqlStore(db, schema=schema, prefix=prefix).latest_event_at() is not None:
+    with contextlib.closing(SqlStore(db, schema=schema, prefix=prefix)) as store:
+        used = store.latest_event_at() is not None
+    if used:
         raise DemoError(f"{db}: holds events already; the demo needs an empty database (it never empties one)")
 
 
@@ -115,34 +117,38 @@ def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, 
     _fresh(db, force=force, schema=schema, prefix=prefix)
     rules = demo_rules()
     store = SqlStore(db, schema=schema, prefix=prefix)
-    with store.engine.begin() as connection:  # the mark that lets a later demo replace it
-        connection.execute(sa.insert(store.t.meta).values(key=_MARK, value=f"crmcore demo, seed {seed}"))
-    engine = Engine(rules, store=store)
-    started = time.perf_counter()
-    count = 0
-    last_shown = started  # the first line after half a second
-    taken = ""  # the time of the latest event taken: where the simulated clock stands
+    try:
+        with store.engine.begin() as connection:  # the mark that lets a later demo replace it
+            connection.execute(sa.insert(store.t.meta).values(key=_MARK, value=f"crmcore demo, seed {seed}"))
+        engine = Engine(rules, store=store)
+        started = time.perf_counter()
+        count = 0
+        last_shown = started  # the first line after half a second
+        taken = ""  # the time of the latest event taken: where the simulated clock stands
 
-    def timed(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        nonlocal taken
-        for event in stream:
-            taken = event["at"]
-            yield event
+        def timed(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            nonlocal taken
+            for event in stream:
+                taken = event["at"]
+                yield event
 
-    def counted(result: Result) -> None:
-        nonlocal count, last_shown
-        count += 1
-        now = time.perf_counter()
-        if progress is not None and now - last_shown > 0.5:
-            last_shown = now
-            progress.write("\r" + _progress_line(taken, days, count, now - started))
-            progress.flush()
+        def counted(result: Result) -> None:
+            nonlocal count, last_shown
+            count += 1
+            now = time.perf_counter()
+            if progress is not None and now - last_shown > 0.5:
+                last_shown = now
+                progress.write("\r" + _progress_line(taken, days, count, now - started))
+                progress.flush()
 
-    total = engine.handle_many(timed(_with_callers(engine, events(clients, days=days, seed=seed))),
-                               keep_results=False, progress=counted, read_ahead=False)
-    if progress is not None:  # the last line: every event handled
-        progress.write("\r" + _progress_line(taken, days, count, time.perf_counter() - started) + "\n")
-    engine.scan(END)
+        total = engine.handle_many(timed(_with_callers(engine, events(clients, days=days, seed=seed))),
+                                   keep_results=False, progress=counted, read_ahead=False)
+        if progress is not None:  # the last line: every event handled
+            progress.write("\r" + _progress_line(taken, days, count, time.perf_counter() - started) + "\n")
+        engine.scan(END)
+    except BaseException:  # the caller gets no store to close
+        store.close()
+        raise
     return Demo(store, engine, total, count, time.perf_counter() - started)
 
 
