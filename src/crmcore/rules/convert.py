@@ -4,7 +4,8 @@ A file is read into the rule-file model (syntax and structure are checked, each
 expression is parsed) and printed from the model: expressions in their canonical
 text, values equal to their default left out, names quoted only where they must be.
 So the output is canonical (formatting it again gives the same text) and lossless:
-both forms load into the same model, with the same version. Comments are not kept.
+both forms load into the same model, with the same version. Comments are carried
+beside the model (:mod:`crmcore.rules.comments`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from crmcore.rules import comments
 from crmcore.rules.crmsource import BARE_DURATION, BARE_NAME, KEYWORDS
 from crmcore.rules.diagnostics import Code, Collector, CrmError, Diagnostic, RuleError, SourceFile
-from crmcore.rules.loader import load_part, load_sources, rule_files
+from crmcore.rules.loader import load_part, load_sources, read_document, rule_files
 from crmcore.rules.model import Agent, Desk, RuleFile, Target, Trigger
 from crmcore.rules.parser import parse
 from crmcore.rules.unparse import number_text, string_text, unparse
@@ -50,7 +52,13 @@ def convert(source: SourceFile, to: str) -> str:
         except RuleError as err:
             problems.extend(err.diagnostics)
     problems.raise_if_errors()
-    return to_crm(part.model, texts) if to == "crm" else to_yaml(part.model, texts)
+    text = to_crm(part.model, texts) if to == "crm" else to_yaml(part.model, texts)
+    kept = comments.gather(source, part.doc, part.model)
+    if not kept:
+        return text
+    printed, _ = read_document(SourceFile(f"fmt{SUFFIXES[to]}", text))
+    assert printed is not None  # what fmt prints reads back
+    return comments.place(text, printed, part.model, kept)
 
 
 def convert_folder(folder: str | PathLike[str], to: str) -> dict[PurePath, str]:

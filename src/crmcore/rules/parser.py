@@ -202,6 +202,15 @@ class _Builder(Transformer[Token, ast.Node]):
         return ast.Cond(children[0], children[1], children[2], span=_span(meta))
 
 
+def string_end(text: str, start: int) -> int:
+    """Where the string literal whose quote is ``text[start]`` ends: at its closing quote,
+    else at the end of its line or of the text (a string does not span lines)."""
+    quote, i, end = text[start], start + 1, len(text)
+    while i < end and text[i] not in (quote, "\n"):
+        i += 2 if text[i] == "\\" else 1
+    return i
+
+
 def bracket_depth(text: str, *, opening: str = "([", closing: str = ")]", comments: bool = False) -> tuple[int, int]:
     """Deepest bracket nesting outside string literals (and ``#`` comments, with
     ``comments``), and where it is reached: checked before parsing, so that absurd nesting
@@ -211,9 +220,7 @@ def bracket_depth(text: str, *, opening: str = "([", closing: str = ")]", commen
     while i < end:
         ch = text[i]
         if ch in "\"'":
-            i += 1
-            while i < end and text[i] not in (ch, "\n"):
-                i += 2 if text[i] == "\\" else 1
+            i = string_end(text, i)
         elif comments and ch == "#":
             while i < end and text[i] != "\n":
                 i += 1
