@@ -412,6 +412,42 @@ def test_scan_then_queue_on_the_example_broker(tmp_path: Path) -> None:
     assert (items[0]["client"]["id"], items[0]["client"]["stage"]) == ("c-1002", "funded")  # SPEC 7: a client summary
 
 
+def test_run_and_scan_in_batches_decide_as_one_event_at_a_time(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    outputs, made, transactions = [], [], []
+    statements: Counter[str] = Counter()
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements[statement.split()[0].upper()] += 1
+
+    for batch in ("1", "7"):
+        db = f"sqlite:///{tmp_path / f'batch{batch}.db'}"
+        statements.clear()
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+        try:
+            outputs.append(run("run", RULES, "--events", EVENTS, "--db", db, "--batch", batch)[1])
+        finally:
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+        transactions.append(statements["BEGIN"])
+        outputs.append(run("scan", RULES, "--db", db, "--now", "2026-04-20T00:00:00Z", "--batch", batch)[1])
+        store = SqlStore(db)
+        made.append([(d.event_id, d.cause, d.client_id, d.fired, d.sla_breach) for d in store.decisions()])
+        made.append([(a.client_id, a.agent_id, a.desk, a.assigned_at, a.ended_at)
+                     for client in sorted(c["id"] for c in store.clients()) for a in store.assignments(client)])
+        store.close()
+    assert outputs[:2] == outputs[2:] and "11 trigger firing(s)" in outputs[1]
+    assert made[:2] == made[2:] and made[0]
+    assert transactions[0] > 2 * transactions[1] > 0  # a transaction per event, or per 7 events (49 and 13 BEGINs)
+
+
+@pytest.mark.parametrize("command", ["run", "scan"])
+def test_batch_must_be_a_positive_whole_number(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, str(RULES), *(["--events", str(EVENTS)] if command == "run" else []), "--batch", "0"])
+    assert exit_.value.code == 2 and "--batch: '0' is not a positive whole number" in capsys.readouterr().err
+
+
 def test_queue_as_a_viewer_is_permission_checked(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'broker.db'}"
     run("run", RULES, "--events", EVENTS, "--db", db)

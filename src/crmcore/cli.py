@@ -211,7 +211,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise _Failure(f"{args.decisions}: cannot write the decisions: {error.strerror or error}") from None
     progress = _Progress(decisions, err if err.isatty() else None)
     try:
-        summary = engine.handle_many(read_events(events, rules), keep_results=False, progress=progress)
+        summary = engine.handle_many(read_events(events, rules), keep_results=False, progress=progress, batch=args.batch)
     except (OSError, UnicodeDecodeError) as error:
         raise _Failure(f"{args.events}: cannot read the events: {error}") from None
     finally:
@@ -392,6 +392,24 @@ def _add_database(parser: argparse.ArgumentParser, default: str = _DEFAULT_DB, h
     parser.add_argument("--prefix", default="crm_", metavar="P", help="the prefix of their names (default crm_)")
 
 
+def _add_batch(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--batch", type=_positive, metavar="N",
+        help=f"{what} per transaction, a savepoint each (default: 500 on SQLite, 1 on PostgreSQL; "
+             "a batch holds the routing lock, so batched workers take turns)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return number
+
+
 def _open_store(args: argparse.Namespace, *, create: bool = False) -> SqlStore:
     """The SqlStore of ``--db``, ``--schema`` and ``--prefix`` (its tables created in an empty
     database). Only commands that write events (``create``) may start a new SQLite file; for
@@ -479,7 +497,7 @@ def cmd_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     now = _moment(args.now)
     engine = Engine(rules, store=_open_store(args))
     try:
-        decisions = engine.scan(now)
+        decisions = engine.scan(now, batch=args.batch)
     except RuleError as error:  # a condition trigger SQL cannot express: named, with a caret
         _render_rule_error(error, err)
         return 1
@@ -831,6 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decisions", metavar="OUT.jsonl", help="write each event's result as one JSON line")
     run.add_argument("--strict", action="store_true", help="exit 1 when any event was dead-lettered")
     _add_database(run)
+    _add_batch(run, "events")
     run.set_defaults(run=cmd_run)
     explain = commands.add_parser(
         "explain", help="explain a client's scores, routing and triggers as JSON",
@@ -859,6 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
     _add_database(scan)
     scan.add_argument("--now", metavar="T", help="the time of the scan (ISO 8601; default: the current time)")
+    _add_batch(scan, "clients")
     scan.set_defaults(run=cmd_scan)
     queue = commands.add_parser(
         "queue", help="a queue's open items", description=inspect.cleandoc(cmd_queue.__doc__ or ""), formatter_class=formatter,
