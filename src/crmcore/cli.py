@@ -90,8 +90,9 @@ def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Convert rule files between YAML and .crm, without loss (same rules, same version; each
-    comment on its own line above what it stood above or in). A file is printed, or written to -o OUT; a folder's rule files are written into
-    the folder OUT, each as NAME.crm or NAME.yaml. The output is canonical: fmt of it is the same."""
+    comment on its own line above what it stood above or in). A file is printed, or written to
+    -o OUT; a folder's rule files are written into the folder OUT, each as NAME.crm or
+    NAME.yaml. The output is canonical: fmt of it is the same."""
     from crmcore.rules.convert import SUFFIXES, LossError, convert, convert_folder, verify
     from crmcore.rules.diagnostics import SourceFile
 

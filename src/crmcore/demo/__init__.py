@@ -120,35 +120,41 @@ def run(clients: int = DEFAULT_CLIENTS, db: str = DEFAULT_DB, *, seed: int = 7, 
     try:
         with store.engine.begin() as connection:  # the mark that lets a later demo replace it
             connection.execute(sa.insert(store.t.meta).values(key=_MARK, value=f"crmcore demo, seed {seed}"))
-        engine = Engine(rules, store=store)
-        started = time.perf_counter()
-        count = 0
-        last_shown = started  # the first line after half a second
-        taken = ""  # the time of the latest event taken: where the simulated clock stands
-
-        def timed(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            nonlocal taken
-            for event in stream:
-                taken = event["at"]
-                yield event
-
-        def counted(result: Result) -> None:
-            nonlocal count, last_shown
-            count += 1
-            now = time.perf_counter()
-            if progress is not None and now - last_shown > 0.5:
-                last_shown = now
-                progress.write("\r" + _progress_line(taken, days, count, now - started))
-                progress.flush()
-
-        total = engine.handle_many(timed(_with_callers(engine, events(clients, days=days, seed=seed))),
-                                   keep_results=False, progress=counted, read_ahead=False)
-        if progress is not None:  # the last line: every event handled
-            progress.write("\r" + _progress_line(taken, days, count, time.perf_counter() - started) + "\n")
-        engine.scan(END)
+        return _process(store, rules, clients, days=days, seed=seed, progress=progress)
     except BaseException:  # the caller gets no store to close
         store.close()
         raise
+
+
+def _process(store: SqlStore, rules: RuleSet, clients: int, *, days: int, seed: int, progress: TextIO | None) -> Demo:
+    """Generate the broker's events and handle them into ``store`` (one ``handle_many``, a
+    progress bar on ``progress``), then scan at the end of the period."""
+    engine = Engine(rules, store=store)
+    started = time.perf_counter()
+    count = 0
+    last_shown = started  # the first line after half a second
+    taken = ""  # the time of the latest event taken: where the simulated clock stands
+
+    def timed(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        nonlocal taken
+        for event in stream:
+            taken = event["at"]
+            yield event
+
+    def counted(result: Result) -> None:
+        nonlocal count, last_shown
+        count += 1
+        now = time.perf_counter()
+        if progress is not None and now - last_shown > 0.5:
+            last_shown = now
+            progress.write("\r" + _progress_line(taken, days, count, now - started))
+            progress.flush()
+
+    total = engine.handle_many(timed(_with_callers(engine, events(clients, days=days, seed=seed))),
+                               keep_results=False, progress=counted, read_ahead=False)
+    if progress is not None:  # the last line: every event handled
+        progress.write("\r" + _progress_line(taken, days, count, time.perf_counter() - started) + "\n")
+    engine.scan(END)
     return Demo(store, engine, total, count, time.perf_counter() - started)
 
 

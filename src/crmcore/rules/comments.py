@@ -136,13 +136,13 @@ def gather(source: SourceFile, doc: RuleDocument, model: RuleFile) -> dict[Path,
         if offset is not None:
             begun.setdefault(line_of(offset), []).append(path)
     begun_lines = sorted(begun)
-    comment_lines = set()
     found: list[tuple[int, bool, str]] = []
     for at, after_code in _comments(source, doc):
-        line = line_of(at)
-        found.append((line, after_code, text[at:].split("\n", 1)[0].rstrip()))
-        if not after_code:
-            comment_lines.add(line)
+        found.append((line_of(at), after_code, text[at:].split("\n", 1)[0].rstrip()))
+    comment_lines = {line for line, after_code, _ in found if not after_code}
+    code_after: list[int | None] = [None] * (len(lines) + 1)  # the first line of code after each line
+    for n in range(len(lines) - 1, 0, -1):
+        code_after[n - 1] = n if lines[n].strip() and n not in comment_lines else code_after[n]
 
     def innermost(line: int) -> Path:
         k = bisect_right(begun_lines, line) - 1
@@ -153,7 +153,7 @@ def gather(source: SourceFile, doc: RuleDocument, model: RuleFile) -> dict[Path,
         if after_code:  # the first anchor begun on its line, else the one it is in
             anchor = begun[line][0] if line in begun else innermost(line)
         else:
-            code = next((n for n in range(line + 1, len(lines)) if lines[n].strip() and n not in comment_lines), None)
+            code = code_after[line]
             if code is None:
                 anchor = TAIL
             elif code not in begun:
