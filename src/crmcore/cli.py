@@ -908,7 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the whole product on a synthetic broker", description=inspect.cleandoc(cmd_demo.__doc__ or ""),
         formatter_class=formatter,
     )
-    demo.add_argument("--clients", type=int, metavar="N", help="clients to generate (default 3,000: crmcore.demo.DEFAULT_CLIENTS)")
+    demo.add_argument("--clients", type=int, metavar="N", help="clients to generate (default 2,000: crmcore.demo.DEFAULT_CLIENTS)")
     _add_database(demo, "sqlite:///crmcore-demo.db",
                   "where to process them (default sqlite:///crmcore-demo.db; a file an earlier demo made is replaced)")
     demo.add_argument("-o", "--output", default="crmcore-report.html", metavar="FILE",

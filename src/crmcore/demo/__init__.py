@@ -36,9 +36,9 @@ __all__ = ["DEFAULT_CLIENTS", "DEFAULT_DB", "END", "MONTH", "RULES", "Demo", "De
 
 RULES = Path(__file__).parent / "rules"
 DEFAULT_DB = "sqlite:///crmcore-demo.db"
-DEFAULT_CLIENTS = 3_000
-"""Sized to finish in about a minute on two cores (57 s quiet, ~58,000 events; about 1 ms an
-event on SQLite, so 10,000 clients take about three minutes: docs/performance.md)."""
+DEFAULT_CLIENTS = 2_000
+"""Sized to finish well under two minutes on two cores, slow ones too: 40,005 events, 39–42 s
+on one 2-core VM and 67 s on a slower one, where 3,000 clients took 109 s (docs/performance.md)."""
 
 
 def demo_rules() -> RuleSet:
